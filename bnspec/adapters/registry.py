@@ -1,0 +1,129 @@
+"""Finding adapters: the built-in table, entry points, ``module:attr`` and ``path/to/file.py:attr``.
+
+Built-ins are lazy import strings with an install hint each, so importing bnspec never imports a
+framework. Third-party packages register in the ``bnspec.adapters`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import AdapterNotFound, AdapterUnavailable
+from .contract import Adapter
+
+ENTRY_POINT_GROUP = "bnspec.adapters"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered adapter: where it lives, what it needs, how to get that."""
+
+    name: str
+    target: str  # "module:attr"
+    requires: tuple[str, ...]  # top-level modules that must be importable
+    install: str  # how to install what it needs
+    summary: str
+
+
+_BUILTIN = (
+    Entry("reference", "bnspec.adapters.reference:ReferenceAdapter", (), "", "the NumPy reference (self-check)"),
+    Entry("torch", "bnspec.adapters.pytorch:TorchAdapter", ("torch",), "pip install 'bnspec[torch]'",
+          "PyTorch nn.BatchNorm1d/2d/3d on the CPU"),
+    Entry("torch-functional", "bnspec.adapters.pytorch:TorchFunctionalAdapter", ("torch",),
+          "pip install 'bnspec[torch]'", "PyTorch torch.nn.functional.batch_norm on the CPU"),
+    Entry("torch-cuda", "bnspec.adapters.pytorch:TorchCudaAdapter", ("torch",), "pip install 'bnspec[torch]'",
+          "PyTorch nn.BatchNorm*d on CUDA (cuDNN where PyTorch picks it)"),
+)
+
+BUILTIN: MappingProxyType[str, Entry] = MappingProxyType({e.name: e for e in _BUILTIN})
+
+
+def entry_points() -> dict[str, Any]:
+    """Third-party adapters declared in the ``bnspec.adapters`` entry-point group, by name."""
+    from importlib.metadata import entry_points as eps
+
+    return {ep.name: ep for ep in eps(group=ENTRY_POINT_GROUP)}
+
+
+def available() -> list[str]:
+    """Every name ``load`` accepts."""
+    return sorted(set(BUILTIN) | set(entry_points()))
+
+
+def _instantiate(obj: Any, target: str) -> Adapter:
+    adapter = obj() if inspect.isclass(obj) else obj
+    missing = [a for a in ("name", "capabilities", "run") if not hasattr(adapter, a)]
+    if missing:
+        raise AdapterNotFound(f"{target!r} is not an adapter: it lacks {', '.join(missing)}")
+    return adapter  # type: ignore[no-any-return]
+
+
+def _from_file(path: str, attr: str, target: str) -> Any:
+    file = Path(path)
+    if not file.is_file():
+        raise AdapterNotFound(f"{target!r}: no such file {path}")
+    mod_name = f"bnspec_user_adapter_{abs(hash(file.resolve()))}"
+    spec = importlib.util.spec_from_file_location(mod_name, file)
+    if spec is None or spec.loader is None:
+        raise AdapterNotFound(f"{target!r}: cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    spec.loader.exec_module(module)
+    return _attr(module, attr, target)
+
+
+def _attr(module: Any, attr: str, target: str) -> Any:
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        names = [n for n in dir(module) if not n.startswith("_")]
+        raise AdapterNotFound(f"{target!r}: {module.__name__} has no attribute {attr!r} (it has: {', '.join(names)})") from None
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why a built-in adapter cannot run here (missing package, no device), or None."""
+    entry = BUILTIN[name]
+    for mod in entry.requires:
+        if importlib.util.find_spec(mod) is None:
+            return f"{mod} is not installed ({entry.install})"
+    module_name, attr = entry.target.split(":")
+    cls = getattr(importlib.import_module(module_name), attr)
+    check = getattr(cls, "unavailable_reason", None)
+    return check() if check is not None else None
+
+
+def load(target: str) -> Adapter:
+    """An adapter for a registered name, an entry point, ``module:attr`` or ``path/file.py:attr``.
+
+    A class is instantiated with no arguments. Unknown targets raise ``AdapterNotFound`` listing
+    what is available; a known adapter that cannot run here raises ``AdapterUnavailable``.
+    """
+    if target in BUILTIN:
+        reason = unavailable_reason(target)
+        if reason:
+            raise AdapterUnavailable(f"adapter {target!r} is not usable here: {reason}")
+        module_name, attr = BUILTIN[target].target.split(":")
+        return _instantiate(getattr(importlib.import_module(module_name), attr), target)
+    eps = entry_points()
+    if target in eps:
+        return _instantiate(eps[target].load(), target)
+    if ":" in target:
+        where, attr = target.rsplit(":", 1)
+        if where.endswith(".py") or "/" in where or "\\" in where:
+            return _instantiate(_from_file(where, attr, target), target)
+        try:
+            module = importlib.import_module(where)
+        except ImportError as exc:
+            raise AdapterNotFound(f"{target!r}: cannot import module {where!r}: {exc}") from exc
+        return _instantiate(_attr(module, attr, target), target)
+    raise AdapterNotFound(
+        f"no adapter named {target!r}; available: {', '.join(available())} "
+        "(or give module:attr, or path/to/file.py:attr)"
+    )

@@ -1,0 +1,12 @@
+"""The conformance suite: checks that cite their clauses, cases, the precision model, reports."""
+
+from .check import Check, CompareCheck, Context, expected
+from .registry import AREAS, CHECKS
+from .results import CheckResult, RunReport
+from .runner import DEFAULT_EXAMPLES, run, run_check, select
+from .tolerance import tolerances
+
+__all__ = [
+    "AREAS", "CHECKS", "Check", "CheckResult", "CompareCheck", "Context", "DEFAULT_EXAMPLES", "RunReport",
+    "expected", "run", "run_check", "select", "tolerances",
+]

@@ -1,0 +1,212 @@
+"""Cases: hypothesis strategies over the spec's parameter space, and a builder for fixed cases.
+
+A case is drawn as a small ``Recipe`` (shape, layout, dtypes, parameters, the kind of data and a
+seed for its values); ``Recipe.build`` turns it into a ``Case`` deterministically. Hypothesis
+shrinks recipes, so a failure shrinks to a small shape and simple parameters, and the same seed
+always rebuilds the same arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+from hypothesis import strategies as st
+
+from ..adapters.contract import Capabilities, Case
+from ..dtypes import numpy_dtype
+
+DataKind = Literal["normal", "offset", "integers", "constant-channel", "wide"]
+GradKind = Literal["normal", "correlated", "ones"]
+
+# Condition numbers (|mean| / spread) the "offset" data reach, per input precision: large enough
+# to break a one-pass E[x^2] - E[x]^2 in that precision, small enough to stay representable.
+OFFSETS = {"float16": (1e1, 1e2), "bfloat16": (1e1,), "float32": (1e2, 1e3, 1e4), "float64": (1e4, 1e6, 1e8)}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that determines a case; ``build`` makes the arrays."""
+
+    shape: tuple[int, ...]
+    axis: int = 1
+    dtype: str = "float32"
+    param_dtype: str | None = None  # dtype of weight, bias and running stats; None: the input's
+    training: bool = True
+    eps: float = 1e-5
+    momentum: float | None = 0.1
+    affine: bool = True
+    tracked: bool = True
+    num_batches_tracked: int = 0
+    grad: GradKind | None = None
+    data: DataKind = "normal"
+    offset: float = 1e3
+    seed: int = 0
+
+    def build(self) -> Case:
+        rng = np.random.default_rng(self.seed)
+        dt = numpy_dtype(self.dtype)
+        pdt = numpy_dtype(self.param_dtype or self.dtype)
+        ax = self.axis % len(self.shape)
+        c = self.shape[ax]
+        x = np.moveaxis(self._data(rng, c), 0, ax).astype(dt)
+        weight = bias = rm = rv = dy = None
+        if self.affine:
+            weight = rng.normal(1.0, 0.5, c).astype(pdt)
+            bias = rng.normal(0.0, 1.0, c).astype(pdt)
+        if self.tracked:
+            rm = rng.normal(0.0, 2.0, c).astype(pdt)
+            rv = rng.uniform(0.05, 4.0, c).astype(pdt)
+        if self.grad is not None:
+            dy = self._grad(rng, x).astype(dt)
+        return Case(x=x, axis=self.axis, training=self.training, eps=self.eps, momentum=self.momentum,
+                    weight=weight, bias=bias, running_mean=rm, running_var=rv,
+                    num_batches_tracked=self.num_batches_tracked, grad_output=dy)
+
+    def _data(self, rng: np.random.Generator, c: int) -> np.ndarray:
+        """Values in channel-major order, shape ``(C, *rest)``."""
+        shape = self.shape
+        ax = self.axis % len(shape)
+        rest = shape[:ax] + shape[ax + 1 :]
+        loc = rng.normal(0.0, 3.0, c)
+        scale = np.exp(rng.uniform(-2.0, 2.0, c))
+        if self.data == "offset":  # a large mean against a small spread
+            loc = self.offset * rng.choice([-1.0, 1.0], c) * rng.uniform(1.0, 2.0, c)
+            scale = np.ones(c) * rng.uniform(0.5, 1.0, c)
+        elif self.data == "wide":
+            scale = np.exp(rng.uniform(-6.0, 6.0, c)) if self.dtype != "float16" else scale
+        vals = loc[:, None] + scale[:, None] * rng.standard_normal((c, math.prod(rest)))
+        if self.data == "integers":
+            vals = rng.integers(-4, 5, (c, math.prod(rest))).astype(np.float64)
+        if self.data == "constant-channel" and c:
+            vals[rng.integers(c)] = loc[0]
+        return vals.reshape((c,) + rest)
+
+    def _grad(self, rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+        if self.grad == "ones":
+            return np.ones(x.shape)
+        g = rng.standard_normal(x.shape)
+        if self.grad == "correlated":  # dy aligned with x: well-conditioned parameter gradients
+            xf = x.astype(np.float64)
+            ax = self.axis % x.ndim
+            red = tuple(d for d in range(x.ndim) if d != ax)
+            with np.errstate(all="ignore"):
+                z = (xf - xf.mean(axis=red, keepdims=True)) / (xf.std(axis=red, keepdims=True) + 1e-3)
+            g = 2.0 * z + 0.5 + 0.1 * g
+        return g
+
+
+def _shape(rank: int, axis: int, channels: int, others: list[int]) -> tuple[int, ...]:
+    ax = axis % rank
+    dims = list(others[: rank - 1])
+    dims.insert(ax, channels)
+    return tuple(dims)
+
+
+@st.composite
+def shapes(draw: st.DrawFn, rank: int, axis: int, min_m: int = 2, large: bool = True) -> tuple[int, ...]:
+    """Shapes of ``rank`` with at least ``min_m`` values per channel: small, odd and sometimes large."""
+    channels = draw(st.one_of(st.integers(1, 4), st.sampled_from([1, 3, 7, 16, 64])))
+    if large and draw(st.integers(0, 9)) == 0:  # one draw in ten: large m
+        others = [draw(st.sampled_from([16, 32, 64]))] + [draw(st.sampled_from([8, 16])) for _ in range(rank - 2)]
+        if rank == 2:
+            others = [draw(st.sampled_from([1024, 4096]))]
+        channels = min(channels, 4)
+    else:
+        others = [draw(st.integers(1, 6))] + [draw(st.integers(1, 5)) for _ in range(rank - 2)]
+    if math.prod(others) < min_m:
+        others[0] = max(others[0], min_m)
+    return _shape(rank, axis, channels, others)
+
+
+@dataclass(frozen=True)
+class Space:
+    """Which part of the parameter space a check draws from (None: either value)."""
+
+    training: bool | None = None
+    tracked: bool | None = None
+    affine: bool | None = None
+    cumulative: bool | None = None  # momentum None
+    grad: bool = False
+    # Clause checks run in float32 and float64; half precision is the DTYPE checks' subject, so
+    # that a precision loss there is reported once, under BN-DTYPE-2, not under every clause.
+    dtypes: tuple[str, ...] | None = ("float32", "float64")
+    data: tuple[DataKind, ...] = ("normal", "normal", "offset", "integers", "wide")
+    axes: tuple[int, ...] | None = None
+    min_m: int = 2
+    large: bool = True
+    half_params: bool | None = False  # half inputs with half parameters and state (else float32 where supported)
+
+
+def supported_dtypes(caps: Capabilities, space: Space) -> tuple[str, ...]:
+    dts = tuple(d for d in caps.dtypes if space.dtypes is None or d in space.dtypes)
+    out = []
+    for d in dts:
+        try:
+            numpy_dtype(d)
+        except ImportError:
+            continue
+        out.append(d)
+    return tuple(out)
+
+
+@st.composite
+def recipes(draw: st.DrawFn, caps: Capabilities, space: Space) -> Recipe:
+    """A recipe inside both the adapter's capabilities and the check's ``space``."""
+    def either(fixed: bool | None, allowed: bool = True) -> bool:
+        if fixed is not None:
+            return fixed
+        return draw(st.booleans()) if allowed else True
+
+    rank = draw(st.sampled_from(caps.ranks))
+    axes = tuple(a for a in caps.channel_axes if space.axes is None or a in space.axes)
+    axis = draw(st.sampled_from(axes))
+    dtype = draw(st.sampled_from(supported_dtypes(caps, space)))
+    param_dtype = None
+    if dtype in ("float16", "bfloat16") and "float32" in caps.stats_dtypes:
+        half = draw(st.booleans()) if space.half_params is None else space.half_params
+        param_dtype = None if half else "float32"  # float32: what mixed-precision training runs
+    tracked = not either(None if space.tracked is None else not space.tracked, caps.untracked)
+    training = either(space.training)
+    if space.cumulative is None:
+        cumulative = caps.cumulative_average and draw(st.integers(0, 4)) == 0
+    else:
+        cumulative = space.cumulative
+    momentum = None if cumulative else draw(st.sampled_from([0.1, 0.01, 0.5, 1.0, 0.0, 0.3]))
+    data = draw(st.sampled_from(space.data))
+    return Recipe(
+        shape=draw(shapes(rank, axis, space.min_m, space.large)),
+        axis=axis,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        training=training,
+        eps=draw(st.sampled_from([1e-5, 1e-3, 1e-1, 1e-8])),
+        momentum=momentum,
+        affine=not either(None if space.affine is None else not space.affine, caps.affine_off),
+        tracked=tracked,
+        num_batches_tracked=draw(st.integers(0, 5)),
+        grad=draw(st.sampled_from(["normal", "correlated", "ones"])) if space.grad else None,
+        data=data,
+        offset=draw(st.sampled_from(OFFSETS[dtype])) if data == "offset" else 1e3,
+        seed=draw(st.integers(0, 2**32 - 1)),
+    )
+
+
+def fits(recipe: Recipe, caps: Capabilities) -> bool:
+    """Whether a fixed recipe lies inside an adapter's capabilities."""
+    return (
+        len(recipe.shape) in caps.ranks
+        and recipe.axis in caps.channel_axes
+        and recipe.dtype in caps.dtypes
+        and (recipe.param_dtype is None or recipe.param_dtype in caps.stats_dtypes)
+        and (recipe.affine or caps.affine_off)
+        and (recipe.tracked or caps.untracked)
+        and (recipe.momentum is not None or not recipe.tracked or caps.cumulative_average)
+        and (recipe.grad is None or caps.gradients)
+    )
+
+
+def vary(recipe: Recipe, **changes: object) -> Recipe:
+    return replace(recipe, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,152 @@
+"""The ``Check`` base class: what a check cites, which cases it draws, and how it judges them.
+
+Each concrete check (``checks.py``) is a small class named after what it tests, whose docstring
+is the sentence a report prints. Most checks compare outputs with the reference under the
+precision model (``CompareCheck``); the rest judge a property (an error raised, state unchanged).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from hypothesis import strategies as st
+
+from .. import reference
+from ..adapters.contract import Capabilities, Case, Outcome
+from .cases import Recipe, Space, fits, recipes, supported_dtypes
+from ..dtypes import LARGEST, dtype_name
+from .compare import Verdict, compare_outputs, fail
+from .tolerance import tolerances
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a check knows about the adapter under test."""
+
+    capabilities: Capabilities
+
+    @property
+    def estimator(self) -> str:
+        return self.capabilities.running_var
+
+
+def expected(case: Case, ctx: Context) -> reference.Step:
+    """The exact result of ``case`` under the adapter's declared profile."""
+    return reference.step(
+        case.x, axis=case.axis, training=case.training, eps=case.eps, momentum=case.momentum,
+        weight=case.weight, bias=case.bias, running_mean=case.running_mean,
+        running_var=case.running_var, num_batches_tracked=case.num_batches_tracked,
+        grad_output=case.grad_output, running_var_estimator=ctx.estimator,  # type: ignore[arg-type]
+    )
+
+
+def describe_error(exc: BaseException) -> str:
+    """``TypeName: message``, even when the exception's own ``str()`` raises."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a backend's exception may be broken
+        text = "<str() of the exception raised>"
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+class Check:
+    """Base class; subclasses set the class attributes and override ``judge``."""
+
+    name: ClassVar[str]
+    area: ClassVar[str]
+    clauses: ClassVar[tuple[str, ...]]
+    space: ClassVar[Space | None] = Space()
+    fixed: ClassVar[tuple[Recipe, ...]] = ()
+
+    @property
+    def doc(self) -> str:
+        return " ".join((self.__doc__ or "").split())
+
+    def unsupported(self, caps: Capabilities) -> str | None:
+        """Why this check cannot run against ``caps`` (reported as unsupported), or None."""
+        if self.space is not None and not supported_dtypes(caps, self.space):
+            wanted = ", ".join(self.space.dtypes or ())
+            return f"needs one of the dtypes {wanted}; the adapter claims {', '.join(caps.dtypes)}"
+        return None
+
+    def uses_profile(self, caps: Capabilities) -> bool:
+        """Whether the result depends on a profile the adapter declares (conforms under it)."""
+        return caps.running_var == "biased" and "BN-RUN-2" in self.clauses
+
+    def prepare(self, case: Case, extra: Any) -> Case:
+        """Turn a drawn case into the one this check runs (``extra``: the draw of ``extras``)."""
+        return case
+
+    def extras(self, caps: Capabilities) -> st.SearchStrategy[Any]:
+        return st.none()
+
+    def strategy(self, caps: Capabilities) -> st.SearchStrategy[Case] | None:
+        if self.space is None:
+            return None
+        return st.tuples(recipes(caps, self.space), self.extras(caps)).map(
+            lambda pair: self.prepare(pair[0].build(), pair[1])
+        )
+
+    def fixed_cases(self, caps: Capabilities) -> list[Case]:
+        return [self.prepare(r.build(), None) for r in self.fixed if _fits(r, caps)]
+
+    def evaluate(self, run: Any, case: Case, ctx: Context) -> Verdict:
+        """Run the backend on ``case`` (via ``run``) and judge what came back."""
+        try:
+            outcome, error = run(case), None
+        except Exception as exc:  # noqa: BLE001 - the backend's exception is the subject under test
+            outcome, error = None, exc
+        return self.judge(case, outcome, error, ctx)
+
+    def judge(self, case: Case, outcome: Outcome | None, error: BaseException | None, ctx: Context) -> Verdict:
+        raise NotImplementedError
+
+
+def _fits(recipe: Recipe, caps: Capabilities) -> bool:
+    try:
+        return fits(recipe, caps)
+    except ImportError:
+        return False
+
+
+class CompareCheck(Check):
+    """Compare ``outputs`` with the reference under the precision model."""
+
+    outputs: ClassVar[tuple[str, ...]] = ("y",)
+
+    def wanted(self, case: Case) -> tuple[str, ...]:
+        return self.outputs
+
+    def masks(self, case: Case) -> dict[str, np.ndarray] | None:
+        return None
+
+    def judge(self, case: Case, outcome: Outcome | None, error: BaseException | None, ctx: Context) -> Verdict:
+        if error is not None:
+            return fail(f"raised {describe_error(error)} on a valid case", error=describe_error(error))
+        if not isinstance(outcome, Outcome):
+            return fail(f"run() returned {type(outcome).__name__}, not an Outcome")
+        want = expected(case, ctx)
+        tols = tolerances(case, want, estimator=ctx.estimator)
+        names = tuple(n for n in self.wanted(case) if getattr(want, n) is not None and n in tols)
+        values = {n: getattr(want, n) for n in names}
+        return compare_outputs(outcome, values, tols, names, self.masks(case), output_limits(case))
+
+
+def output_limits(case: Case) -> dict[str, float]:
+    """The largest finite value of each output's dtype (BN-DTYPE-1, BN-DTYPE-3)."""
+    dtype_of = {"y": case.x, "grad_input": case.x, "running_mean": case.running_mean,
+                "running_var": case.running_var, "grad_weight": case.weight, "grad_bias": case.bias}
+    out = {}
+    for name, like in dtype_of.items():
+        dt = dtype_name(like.dtype) if like is not None else None
+        if dt is not None:
+            out[name] = LARGEST[dt]
+    return out
+
+
+def snapshot(case: Case) -> dict[str, np.ndarray]:
+    """Copies of every array the case holds, to detect mutation (BN-IO-1)."""
+    return {k: copy.deepcopy(v) for k, v in vars(case).items() if isinstance(v, np.ndarray)}

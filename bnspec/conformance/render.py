@@ -1,0 +1,92 @@
+"""The terminal rendering of a ``RunReport``: a table per clause area, then what did not pass.
+
+Colour only when the stream is a terminal (and ``NO_COLOR`` is unset).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TextIO
+
+from .results import CheckResult, RunReport
+
+_COLOURS = {"pass": "32", "profile": "36", "deviation": "33", "fail": "31", "error": "31", "unsupported": "90"}
+_COLUMNS = ("pass", "profile", "deviation", "fail", "error", "unsupported")
+
+
+def use_colour(stream: TextIO) -> bool:
+    return hasattr(stream, "isatty") and stream.isatty() and "NO_COLOR" not in os.environ
+
+
+def _paint(text: str, status: str, colour: bool) -> str:
+    return f"\033[{_COLOURS[status]}m{text}\033[0m" if colour and status in _COLOURS else text
+
+
+def budget_text(budget: float | None) -> str:
+    if budget is None:
+        return "-"
+    return "inf" if budget == float("inf") else f"{budget:.2f}"
+
+
+def header(report: RunReport) -> str:
+    caps = report.capabilities
+    profiles = ", ".join(("biased-running-var",) if caps.get("running_var") == "biased" else ()) or "none"
+    return (f"bnspec: adapter {report.adapter} ({report.target}); seed {report.seed}; "
+            f"{report.examples} examples per check; profiles: {profiles}")
+
+
+def area_table(report: RunReport, colour: bool = False) -> str:
+    """One row per clause area: counts by status and the worst budget used."""
+    areas: dict[str, list[CheckResult]] = {}
+    for r in report.results:
+        areas.setdefault(r.area, []).append(r)
+    head = f"{'area':<10}{'checks':>7}" + "".join(f"{c:>12}" for c in _COLUMNS) + f"{'budget':>9}"
+    lines = [head, "-" * len(head)]
+    for area, results in areas.items():
+        counts = {c: sum(r.status == c for r in results) for c in _COLUMNS}
+        budgets = [r.budget for r in results if r.budget is not None]
+        cells = "".join(_paint(f"{counts[c]:>12}", c, colour and counts[c] > 0) for c in _COLUMNS)
+        lines.append(f"{area:<10}{len(results):>7}{cells}{budget_text(max(budgets) if budgets else None):>9}")
+    return "\n".join(lines)
+
+
+def check_line(r: CheckResult, colour: bool = False) -> str:
+    tag = _paint(f"{r.status.upper():<11}", r.status, colour)
+    return f"{tag} {r.name:<22} budget {budget_text(r.budget):>6}  {', '.join(r.clauses)}"
+
+
+def details(report: RunReport, colour: bool = False, verbose: bool = False) -> str:
+    """Every check that did not plainly pass, with its message; all checks when ``verbose``."""
+    out = []
+    for r in report.results:
+        if r.status == "pass" and not verbose and not r.note:
+            continue
+        out.append(check_line(r, colour))
+        for text in (r.message, r.note):
+            if text:
+                out.append(f"    {text}")
+        if r.failed and r.reproducer and len(r.reproducer) <= 2500:
+            out.append("    reproducer:")
+            out.extend(f"      {line}" for line in r.reproducer.rstrip().splitlines())
+        elif r.failed and r.reproducer:
+            out.append("    reproducer: too long to show here; it is in the JSON report (--json)")
+    return "\n".join(out)
+
+
+def summary(report: RunReport, colour: bool = False) -> str:
+    counts = report.counts()
+    parts = [f"{counts[c]} {c}" for c in _COLUMNS if counts.get(c)]
+    verdict = "conforms" if report.ok else "DOES NOT CONFORM"
+    if not report.complete:
+        verdict += " (interrupted: incomplete)"
+    word = _paint(verdict, "pass" if report.ok else "fail", colour)
+    return f"{report.adapter}: {word}: {', '.join(parts)} in {report.seconds:.1f} s (seed {report.seed})"
+
+
+def render(report: RunReport, colour: bool = False, verbose: bool = False) -> str:
+    parts = [header(report), "", area_table(report, colour)]
+    body = details(report, colour, verbose)
+    if body:
+        parts += ["", body]
+    parts += ["", summary(report, colour)]
+    return "\n".join(parts)

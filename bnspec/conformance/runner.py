@@ -1,0 +1,138 @@
+"""Running the suite against one adapter: fixed cases, then hypothesis-drawn ones, per check.
+
+A check's property run is seeded from the run's seed and the check's name, so ``--seed N``
+reproduces a run exactly, and any one check can be rerun alone with the same cases. When a case
+fails, hypothesis shrinks it; the last case it ran is the minimal one the report shows.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
+
+from ..adapters.contract import Adapter
+from .check import Check, Context
+from .compare import Verdict
+from .registry import CHECKS
+from .repro import reproducer
+from .results import CheckResult, RunReport, environment
+
+DEFAULT_EXAMPLES = 20
+
+
+class _Failed(Exception):
+    """Raised inside a property so hypothesis shrinks the case."""
+
+
+def check_seed(run_seed: int, name: str) -> int:
+    return (run_seed * 1_000_003 + zlib.crc32(name.encode())) % 2**32
+
+
+def select(pattern: str | None, checks: Iterable[Check] = CHECKS) -> list[Check]:
+    """The checks whose name, area or clause IDs match a glob ``pattern`` (comma-separated)."""
+    checks = list(checks)
+    if not pattern:
+        return checks
+    pats = [p.strip() for p in pattern.split(",") if p.strip()]
+
+    def hit(c: Check) -> bool:
+        keys = [c.name, c.area, *c.clauses]
+        return any(fnmatch.fnmatchcase(k.lower(), p.lower()) or p.lower() in k.lower() for p in pats for k in keys)
+
+    return [c for c in checks if hit(c)]
+
+
+def run_check(adapter: Adapter, check: Check, examples: int, run_seed: int, target: str) -> CheckResult:
+    caps = adapter.capabilities
+    base = dict(name=check.name, area=check.area, clauses=list(check.clauses), description=check.doc)
+    reason = check.unsupported(caps)
+    if reason:
+        return CheckResult(status="unsupported", message=reason, **base)
+    ctx = Context(caps)
+    start = time.perf_counter()
+    worst = Verdict()
+    count = 0
+    failing: tuple[Any, Verdict] | None = None
+
+    def attempt(subject: Any) -> Verdict:
+        nonlocal worst, count, failing
+        v = check.evaluate(adapter.run, subject, ctx)
+        count += 1
+        worst = Verdict(worst.ok, max(worst.budget, v.budget if v.ok else 0.0))
+        if not v.ok:
+            failing = (subject, v)
+        return v
+
+    for case in check.fixed_cases(caps):
+        if not attempt(case).ok:
+            break
+    strategy = check.strategy(caps) if failing is None and examples > 0 else None
+    if strategy is not None:
+        def prop(subject: Any) -> None:
+            if not attempt(subject).ok:
+                raise _Failed
+
+        test = settings(
+            max_examples=examples, database=None, deadline=None, derandomize=False, verbosity=Verbosity.quiet,
+            suppress_health_check=list(HealthCheck), report_multiple_bugs=False, print_blob=False,
+            phases=(Phase.explicit, Phase.generate, Phase.shrink),
+        )(seed(check_seed(run_seed, check.name))(given(strategy)(prop)))
+        try:
+            test()
+        except _Failed:
+            pass
+        except Exception as exc:  # noqa: BLE001 - hypothesis' own errors (flaky, unsatisfiable) are results too
+            if failing is None:
+                return CheckResult(status="error", examples=count, message=f"the suite could not run this check: "
+                                   f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - start, **base)
+    seconds = time.perf_counter() - start
+    if failing is None:
+        status = "profile" if check.uses_profile(caps) else "pass"
+        note = f"conforms under profile {', '.join(caps.profiles)}" if status == "profile" else ""
+        if caps.deviation(check.name):
+            note = f"declared as a known deviation but passed: the declaration is stale ({caps.deviation(check.name)})"
+        return CheckResult(status=status, examples=count, budget=worst.budget if count else None,
+                           seconds=seconds, note=note, **base)
+    subject, verdict = failing
+    deviation = caps.deviation(check.name)
+    describe = getattr(subject, "describe", None)
+    return CheckResult(
+        status="deviation" if deviation else "fail",
+        examples=count,
+        budget=verdict.budget,
+        message=f"{verdict.message} ({', '.join(check.clauses)}) [{adapter.name}: "
+                f"{describe() if describe else subject!r}]",
+        case=describe() if describe else repr(subject),
+        worst=verdict.worst,
+        reproducer=reproducer(target, subject, verdict.worst.get("output"), verdict.worst.get("index")),
+        seconds=seconds,
+        note=f"known deviation: {deviation}" if deviation else "",
+        **base,
+    )
+
+
+def run(adapter: Adapter, *, target: str | None = None, examples: int = DEFAULT_EXAMPLES, run_seed: int = 0,
+        pattern: str | None = None, on_result: Callable[[CheckResult], None] | None = None,
+        backend_modules: tuple[str, ...] = ()) -> RunReport:
+    """Run every selected check against ``adapter``; ``on_result`` sees each result as it lands."""
+    start = time.perf_counter()
+    target = target or adapter.name
+    report = RunReport(adapter=adapter.name, target=target, capabilities=asdict(adapter.capabilities),
+                       environment={}, seed=run_seed, examples=examples)
+    try:
+        for check in select(pattern):
+            result = run_check(adapter, check, examples, run_seed, target)
+            report.results.append(result)
+            if on_result is not None:
+                on_result(result)
+    except KeyboardInterrupt:
+        report.complete = False
+    report.environment = environment(backend_modules)
+    report.seconds = time.perf_counter() - start
+    return report

@@ -1,0 +1,1 @@
+"""Independent batch-norm implementations, correct and deliberately broken, that the tests judge."""
