@@ -24,10 +24,10 @@ class Verdict:
     worst: dict[str, Any] = field(default_factory=dict)
 
     def merge(self, other: Verdict) -> Verdict:
-        """The conjunction: the first failure's message, the worst budget."""
-        if self.ok and not other.ok:
-            return Verdict(False, max(self.budget, other.budget), other.message, other.worst)
-        return Verdict(self.ok, max(self.budget, other.budget), self.message, self.worst or other.worst)
+        """The conjunction, described by its worst failure."""
+        if not other.ok and (self.ok or other.budget > self.budget):
+            return Verdict(False, other.budget, other.message, other.worst)
+        return Verdict(self.ok, max(self.budget, other.budget), self.message, self.worst)
 
 
 def fail(message: str, **worst: Any) -> Verdict:

@@ -35,7 +35,14 @@ class Step:
 
 
 def to_rows(a: np.ndarray, axis: int) -> np.ndarray:
-    """``a`` as a float64 ``(C, m)`` matrix, channel ``c`` in row ``c`` (a copy)."""
+    """``a`` as a float64 ``(C, m)`` matrix, channel ``c`` in row ``c`` (a copy).
+
+    Every layout goes through this one view, so a channel-last result is by construction the
+    channel-first result transposed (BN-LAYOUT-2), and the caller's array is never written (BN-IO-1).
+    Conversion to float64 is exact for every input dtype: the reference works on the exact values
+    and leaves rounding to the output dtype (BN-DTYPE-1) to its caller; it is never less precise
+    than float32 (BN-DTYPE-2).
+    """
     moved = np.moveaxis(np.asarray(a, dtype=np.float64), axis, 0)
     return moved.reshape(moved.shape[0], -1)
 

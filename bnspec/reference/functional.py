@@ -47,7 +47,11 @@ def batch_moments(x: np.ndarray) -> tuple[DD, DD, DD]:
 
 
 def normalize(centred: DD, mean: DD, var: DD, eps: float) -> Normalized:
-    """BN-TRAIN-3: ``x_hat = (x - mean) / sqrt(var + eps)``, epsilon inside the root."""
+    """BN-TRAIN-3: ``x_hat = (x - mean) / sqrt(var + eps)``, epsilon inside the root.
+
+    A constant channel has ``centred`` exactly zero, so ``x_hat = 0`` and ``y = beta`` exactly,
+    with finite gradients for any ``eps > 0`` (BN-SPECIAL-2).
+    """
     denom = exact.sqrt(exact.add(var, exact.const(eps, var[0])))
     invstd = exact.div(exact.const(1.0, denom[0]), denom)
     xhat = exact.mul(centred, _col(invstd))

@@ -53,7 +53,8 @@ def check_arguments(
         if not isinstance(vec, np.ndarray):
             raise InvalidArgument(f"{name} must be a NumPy array or None, got {type(vec).__name__}", "BN-ARG-2")
         if vec.shape != (channels,):
-            raise InvalidArgument(f"{name}.shape={vec.shape} must be ({channels},), one value per channel", "BN-ARG-2")
+            raise InvalidArgument(f"{name}.shape={vec.shape} must be ({channels},), one value per channel",
+                                  "BN-ARG-2")  # BN-LAYOUT-3
         if dtype_name(vec.dtype) is None:
             raise InvalidDtype(f"{name}.dtype={vec.dtype} is not a floating-point dtype", "BN-DTYPE-3")
     if (running_mean is None) != (running_var is None):
