@@ -12,7 +12,7 @@ import math
 import mpmath
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bnspec.reference import step
@@ -104,7 +104,6 @@ def problems(draw):
     )
 
 
-@settings(max_examples=60, deadline=None)
 @given(problems())
 def test_reference_matches_the_oracle(p):
     """BN-TRAIN-1..4, BN-RUN-1..3, BN-EVAL-1..2, BN-GRAD-1..3: exact to a few float64 ulps."""

@@ -411,6 +411,22 @@ class AxisIgnored(NumpyBatchNorm):
         return 1
 
 
+class AxisByReshape(NumpyBatchNorm):
+    name = "broken-axis-by-reshape"
+    bug = bug("channel-last input made channel-first with reshape instead of a transpose", ("BN-LAYOUT-1", "BN-LAYOUT-2"),
+              "LAYOUT")
+
+    def compute(self, case: Case, ax: int) -> Outcome:
+        if ax == 1:
+            return super().compute(case, ax)
+        shape = case.x.shape
+        first = (shape[0], shape[ax]) + tuple(n for d, n in enumerate(shape) if d not in (0, ax))
+        dy = None if case.grad_output is None else case.grad_output.reshape(first)
+        out = super().compute(replace(case, x=case.x.reshape(first), axis=1, grad_output=dy), 1)
+        return replace(out, y=out.y.reshape(shape),
+                       grad_input=None if out.grad_input is None else out.grad_input.reshape(shape))
+
+
 class EvalBatchStats(NumpyBatchNorm):
     name = "broken-eval-batch-stats"
     bug = bug("eval normalizes with the batch statistics though running ones are tracked",
@@ -606,7 +622,7 @@ class Float64Output(NumpyBatchNorm):
 
 
 BROKEN: tuple[type[NumpyBatchNorm], ...] = (
-    EpsOutsideSqrt, UnbiasedNormalize, OnePassVariance, PerPositionStats, PooledChannels, AxisIgnored,
+    EpsOutsideSqrt, UnbiasedNormalize, OnePassVariance, PerPositionStats, PooledChannels, AxisIgnored, AxisByReshape,
     EvalBatchStats, EvalUntrackedDefaults,
     MomentumReversed, BiasedRunningVar, CumulativeOneOverN, CumulativeIgnored, CounterFrozen, CounterCountsEval,
     EvalUpdatesStats, UntrackedCreatesStats,
