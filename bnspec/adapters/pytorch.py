@@ -128,7 +128,6 @@ class TorchFunctionalAdapter(TorchAdapter):
     )
 
     def run(self, case: Case) -> Outcome:
-        import torch
         import torch.nn.functional as F
 
         perm, inverse = _channel_first(case.x.ndim, case.channel_axis)

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from .. import reference
 from ..adapters.contract import Capabilities, Case, Outcome
-from .cases import Recipe, Space, fits, recipes, supported_dtypes
 from ..dtypes import LARGEST, dtype_name
+from .cases import Recipe, Space, fits, recipes, supported_dtypes
 from .compare import Verdict, compare_outputs, fail
 from .tolerance import tolerances
 

@@ -5,17 +5,14 @@ A check's docstring is the sentence the report prints. ``CHECKS`` lists them in 
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
-from hypothesis import strategies as st
 
 from ..adapters.contract import Capabilities, Case, Outcome
-from ..dtypes import dtype_name
 from .cases import Recipe, Space
-from .check import Check, CompareCheck, Context, describe_error, snapshot
+from .check import Check, CompareCheck, Context, describe_error
 from .compare import Verdict, fail
 
 ALL = ("y", "running_mean", "running_var", "grad_input", "grad_weight", "grad_bias")

@@ -8,12 +8,11 @@ from typing import Any, ClassVar
 import numpy as np
 from hypothesis import strategies as st
 
-from .. import reference
 from ..adapters.contract import Capabilities, Case, Outcome
 from ..dtypes import dtype_name
 from .cases import Recipe, Space, recipes
 from .check import Check, CompareCheck, Context, describe_error, expected, snapshot
-from .checks import ALL, GRADS
+from .checks import ALL
 from .compare import Verdict, compare, fail
 from .tolerance import StatError, tolerances
 

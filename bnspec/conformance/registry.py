@@ -4,14 +4,36 @@ from __future__ import annotations
 
 from .check import Check
 from .checks import (
-    ChannelLast, EvalNoUpdate, EvalOutput, EvalUntracked, GradAffineOff, GradEval, GradTrain,
-    GradUntrackedEval, RunningCounter, RunningCumulative, RunningMomentum, RunningUntracked,
-    TrainAffineOff, TrainBatchStatsOnly, TrainOutput,
+    ChannelLast,
+    EvalNoUpdate,
+    EvalOutput,
+    EvalUntracked,
+    GradAffineOff,
+    GradEval,
+    GradTrain,
+    GradUntrackedEval,
+    RunningCounter,
+    RunningCumulative,
+    RunningMomentum,
+    RunningUntracked,
+    TrainAffineOff,
+    TrainBatchStatsOnly,
+    TrainOutput,
 )
 from .checks_more import (
-    ArgMomentumRange, ArgNegativeEps, ArgNonFloating, ArgOneValue, ArgShape, DtypeHalf, DtypeHalfParams,
+    ArgMomentumRange,
+    ArgNegativeEps,
+    ArgNonFloating,
+    ArgOneValue,
+    ArgShape,
+    DtypeHalf,
+    DtypeHalfParams,
     DtypeOutput,
-    EmptyBatch, InputsUnmutated, MultiStep, SpecialConstant, SpecialNonFinite,
+    EmptyBatch,
+    InputsUnmutated,
+    MultiStep,
+    SpecialConstant,
+    SpecialNonFinite,
 )
 
 CHECKS: tuple[Check, ...] = (

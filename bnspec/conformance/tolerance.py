@@ -17,6 +17,7 @@ from ..adapters.contract import Case
 from ..dtypes import SMALLEST_SUBNORMAL, UNIT_ROUNDOFF, accumulation_roundoff, dtype_name
 from ..reference import Step, channel_axis, from_rows, to_rows
 
+
 def gamma_m(m: int, u: float) -> float:
     """BN-PREC-1: the relative error charged to one reduction of ``m`` terms in precision ``u``:
     the classical bound ``gamma_{m-1}``, which holds for every summation order."""
