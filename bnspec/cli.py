@@ -38,6 +38,14 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list the registered adapters and whether each is usable here")
 
+    matrix = sub.add_parser("matrix", help="run adapters, each in its own process, into one Markdown table")
+    matrix.add_argument("targets", nargs="*", help="adapters to run (default: every registered adapter usable here)")
+    matrix.add_argument("--out", default="bnspec-matrix", metavar="DIR",
+                        help="writes DIR/conformance.md and DIR/reports/*.json (default: %(default)s)")
+    matrix.add_argument("--seed", type=_positive, default=0, help="seed of every run (default: %(default)s)")
+    matrix.add_argument("--examples", type=_positive, help="hypothesis examples per check (default: run's default)")
+    matrix.add_argument("--timeout", type=float, default=1800.0, help="seconds per adapter (default: %(default)s)")
+
     spec = sub.add_parser("spec", help="print one clause of the spec, or list them")
     spec.add_argument("clause", nargs="?", help="a clause ID such as BN-RUN-2 (omit to list all)")
     return p
@@ -122,6 +130,39 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .adapters import BUILTIN, unavailable_reason
+    from .conformance import DEFAULT_EXAMPLES
+    from .conformance.matrix import build
+
+    examples = args.examples if args.examples is not None else DEFAULT_EXAMPLES
+    skipped: list[tuple[str, str]] = []
+    targets = list(args.targets)
+    if not targets:
+        for name in BUILTIN:
+            try:
+                reason = unavailable_reason(name)
+            except Exception as exc:  # noqa: BLE001 - a broken install is a reason too
+                reason = f"{type(exc).__name__}: {exc}"
+            if reason:
+                skipped.append((name, reason))
+            else:
+                targets.append(name)
+    command = " ".join(["bnspec matrix", *args.targets, f"--seed {args.seed}"]
+                       + ([f"--examples {args.examples}"] if args.examples is not None else []) + [f"--out {args.out}"])
+
+    def progress(target, col):  # type: ignore[no-untyped-def]
+        status = col.problem or ("conforms" if col.report and col.report["summary"]["ok"] else "does not conform")
+        print(f"  {target}: {status}", file=sys.stderr)
+
+    columns, md = build(targets, Path(args.out), args.seed, examples, args.timeout, command, skipped, progress)
+    print(f"wrote {md} ({len(columns)} adapters; not usable here: {', '.join(n for n, _ in skipped) or 'none'})")
+    failed = [c.target for c in columns if c.report is None or not c.report["summary"]["ok"]]
+    return EXIT_FAIL if failed else EXIT_OK
+
+
 def cmd_spec(args: argparse.Namespace) -> int:
     from .clauses import clauses
 
@@ -141,7 +182,7 @@ def cmd_spec(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    handler = {"run": cmd_run, "list": cmd_list, "spec": cmd_spec}[args.command]
+    handler = {"run": cmd_run, "list": cmd_list, "matrix": cmd_matrix, "spec": cmd_spec}[args.command]
     return handler(args)
 
 

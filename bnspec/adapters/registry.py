@@ -40,6 +40,26 @@ _BUILTIN = (
           "pip install 'bnspec[torch]'", "PyTorch torch.nn.functional.batch_norm on the CPU"),
     Entry("torch-cuda", "bnspec.adapters.pytorch:TorchCudaAdapter", ("torch",), "pip install 'bnspec[torch]'",
           "PyTorch nn.BatchNorm*d on CUDA (cuDNN where PyTorch picks it)"),
+    Entry("flax-linen", "bnspec.adapters.flax:FlaxLinenAdapter", ("flax", "jax"), "pip install 'bnspec[jax]'",
+          "Flax linen.BatchNorm, gradients by jax.grad"),
+    Entry("flax-nnx", "bnspec.adapters.flax:FlaxNnxAdapter", ("flax", "jax"), "pip install 'bnspec[jax]'",
+          "Flax nnx.BatchNorm, gradients by jax.grad"),
+    Entry("keras-jax", "bnspec.adapters.keras:KerasJaxAdapter", ("keras", "jax"), "pip install 'bnspec[keras,jax]'",
+          "Keras 3 BatchNormalization on the JAX backend"),
+    Entry("keras-torch", "bnspec.adapters.keras:KerasTorchAdapter", ("keras", "torch"),
+          "pip install 'bnspec[keras,torch]'", "Keras 3 BatchNormalization on the PyTorch backend"),
+    Entry("keras-tensorflow", "bnspec.adapters.keras:KerasTensorflowAdapter", ("keras", "tensorflow"),
+          "pip install 'bnspec[keras,tensorflow]'", "Keras 3 BatchNormalization on the TensorFlow backend"),
+    Entry("tf-fused", "bnspec.adapters.tensorflow:TfFusedAdapter", ("tensorflow",), "pip install 'bnspec[tensorflow]'",
+          "TensorFlow FusedBatchNormV3 with tf.GradientTape"),
+    Entry("onnxruntime", "bnspec.adapters.onnx:OnnxRuntimeAdapter", ("onnx", "onnxruntime"),
+          "pip install 'bnspec[onnx]'", "the ONNX BatchNormalization operator in ONNX Runtime (no gradients)"),
+    Entry("onnx-reference", "bnspec.adapters.onnx:OnnxReferenceAdapter", ("onnx",), "pip install 'bnspec[onnx]'",
+          "the ONNX BatchNormalization operator in onnx.reference.ReferenceEvaluator (no gradients)"),
+    Entry("tinygrad", "bnspec.adapters.tinygrad:TinygradAdapter", ("tinygrad",), "pip install 'bnspec[tinygrad]'",
+          "tinygrad nn.BatchNorm with tinygrad's autograd"),
+    Entry("mlx", "bnspec.adapters.mlx:MlxAdapter", ("mlx",), "pip install 'bnspec[mlx]'",
+          "MLX nn.BatchNorm with mlx.core.grad"),
 )
 
 BUILTIN: MappingProxyType[str, Entry] = MappingProxyType({e.name: e for e in _BUILTIN})
@@ -94,6 +114,8 @@ def unavailable_reason(name: str) -> str | None:
         if importlib.util.find_spec(mod) is None:
             return f"{mod} is not installed ({entry.install})"
     module_name, attr = entry.target.split(":")
+    if importlib.util.find_spec(module_name) is None:
+        return f"the adapter module {module_name} is missing from this bnspec installation"
     cls = getattr(importlib.import_module(module_name), attr)
     check = getattr(cls, "unavailable_reason", None)
     return check() if check is not None else None

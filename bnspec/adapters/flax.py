@@ -1,0 +1,186 @@
+"""Flax adapters: ``flax-linen`` (``flax.linen.BatchNorm``) and ``flax-nnx`` (``flax.nnx.BatchNorm``).
+
+Flax's ``momentum`` weights the *old* running value, so the spec's alpha is passed as
+``1 - alpha``. The channel axis is Flax's own ``axis`` argument. The output dtype is Flax's
+``dtype`` argument, set to the input's floating dtype (what mixed-precision Flax code configures;
+left to Flax's promotion for a non-floating input), and ``param_dtype`` to the parameters'.
+``use_fast_variance`` keeps Flax's default, True: the batch variance is the one-pass
+E[x^2] - E[x]^2, clamped at 0. Float64 needs ``jax_enable_x64``, which instantiating an adapter
+turns on for the whole process. Flax keeps no batch counter, has no cumulative average and no
+untracked mode (linen raises without the ``batch_stats`` collection; nnx always owns its stats).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from ..dtypes import bfloat16
+from .contract import Capabilities, Case, Outcome
+
+# Findings recorded in spec/conventions.md, section 4 ("Flax 0.12.8"); each still runs and is reported.
+_DEVIATIONS = (
+    ("train-output", "X4: the default use_fast_variance=True computes the batch variance as E[x^2] - E[x]^2, "
+                     "which cancels for a large mean against a small spread (BN-TRAIN-2)"),
+    ("arg-one-value", "X1: one value per channel in training gives y = beta and updates the stats, "
+                      "no error (BN-ARG-1)"),
+    ("empty-batch", "X2: an empty batch turns the running mean and variance into NaN (BN-EMPTY-1)"),
+    ("arg-negative-eps", "X3: a negative epsilon is accepted (BN-ARG-4)"),
+    ("arg-momentum-range", "X3: a momentum outside [0, 1] is accepted (BN-ARG-5)"),
+)
+
+_NOTES = (
+    "use_fast_variance=True (Flax's default: one-pass E[x^2]-E[x]^2 batch variance, clamped at 0); "
+    "momentum passed as 1 - alpha; dtype= the input's dtype, param_dtype= the parameters'; "
+    "jax_enable_x64 is turned on when the adapter is instantiated; no counter, no cumulative average, "
+    "no untracked mode"
+)
+
+
+def _half_dtypes() -> tuple[str, ...]:
+    return ("float16",) + (("bfloat16",) if bfloat16() is not None else ())
+
+
+def _to_jax(a: np.ndarray | None) -> Any:
+    import jax.numpy as jnp
+
+    return None if a is None else jnp.array(a, copy=True)
+
+
+def _to_numpy(a: Any) -> np.ndarray | None:
+    """A JAX array as a NumPy array of the same dtype (bfloat16 is ml_dtypes' in both)."""
+    return None if a is None else np.array(a, copy=True)
+
+
+def _compute_dtype(x: np.ndarray) -> Any:
+    """Flax's ``dtype`` argument: the input's dtype where it is floating, else Flax's own promotion."""
+    return x.dtype if np.issubdtype(x.dtype, np.floating) or x.dtype == bfloat16() else None
+
+
+def _flax_momentum(case: Case) -> float | None:
+    """Flax's momentum weights the old value: 1 - alpha (None passes through for Flax to reject)."""
+    return None if case.momentum is None else 1.0 - case.momentum
+
+
+class FlaxLinenAdapter:
+    """``flax.linen.BatchNorm`` applied to the case's variables; gradients by ``jax.vjp``."""
+
+    name = "flax-linen"
+    capabilities = Capabilities(
+        dtypes=_half_dtypes() + ("float32", "float64"),
+        channel_axes=(1, -1),
+        ranks=(2, 3, 4, 5),
+        cumulative_average=False,
+        counter=False,
+        untracked=False,
+        running_var="biased",
+        stats_dtypes=("float32",),
+        notes="flax.linen.BatchNorm (use_running_average for eval, mutable batch_stats); " + _NOTES,
+        known_deviations=_DEVIATIONS,
+    )
+
+    def __init__(self) -> None:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        self.capabilities = replace(type(self).capabilities, device=jax.default_backend())
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        return None
+
+    def run(self, case: Case) -> Outcome:
+        import jax
+        import jax.numpy as jnp
+        from flax import linen as nn
+
+        module = nn.BatchNorm(
+            use_running_average=not case.training,
+            axis=case.axis,
+            momentum=_flax_momentum(case),
+            epsilon=case.eps,
+            dtype=_compute_dtype(case.x),
+            param_dtype=case.weight.dtype if case.weight is not None else jnp.float32,
+            use_scale=case.weight is not None,
+            use_bias=case.bias is not None,
+        )
+        params = {k: _to_jax(v) for k, v in (("scale", case.weight), ("bias", case.bias)) if v is not None}
+        stats = {"mean": _to_jax(case.running_mean), "var": _to_jax(case.running_var)}
+
+        def forward(x: Any, params: Any) -> tuple[Any, Any]:
+            variables = {"params": params, "batch_stats": stats}
+            if case.training:
+                y, updates = module.apply(variables, x, mutable=["batch_stats"])
+                return y, updates["batch_stats"]
+            return module.apply(variables, x), stats
+
+        x = _to_jax(case.x)
+        if case.grad_output is None:
+            y, new_stats = forward(x, params)
+            grads: tuple[Any, Any] = (None, {})
+        else:
+            y, vjp, new_stats = jax.vjp(forward, x, params, has_aux=True)
+            grads = vjp(_to_jax(case.grad_output))
+        return Outcome(
+            y=_to_numpy(y),
+            running_mean=_to_numpy(new_stats["mean"]),
+            running_var=_to_numpy(new_stats["var"]),
+            grad_input=_to_numpy(grads[0]),
+            grad_weight=_to_numpy(grads[1].get("scale")),
+            grad_bias=_to_numpy(grads[1].get("bias")),
+        )
+
+
+class FlaxNnxAdapter(FlaxLinenAdapter):
+    """``flax.nnx.BatchNorm`` with the case's state loaded; gradients by ``nnx.vjp``."""
+
+    name = "flax-nnx"
+    capabilities = replace(
+        FlaxLinenAdapter.capabilities,
+        notes="flax.nnx.BatchNorm (.train()/.eval()); " + _NOTES,
+    )
+
+    def run(self, case: Case) -> Outcome:
+        import jax.numpy as jnp
+        from flax import nnx
+
+        bn = nnx.BatchNorm(
+            case.channels,
+            axis=case.axis,
+            momentum=_flax_momentum(case),
+            epsilon=case.eps,
+            dtype=_compute_dtype(case.x),
+            param_dtype=case.weight.dtype if case.weight is not None else jnp.float32,
+            use_scale=case.weight is not None,
+            use_bias=case.bias is not None,
+            rngs=nnx.Rngs(0),
+        )
+        if case.weight is not None:
+            bn.scale.set_value(_to_jax(case.weight))
+        if case.bias is not None:
+            bn.bias.set_value(_to_jax(case.bias))
+        bn.mean.set_value(_to_jax(case.running_mean))
+        bn.var.set_value(_to_jax(case.running_var))
+        if case.training:
+            bn.train()
+        else:
+            bn.eval()
+
+        x = _to_jax(case.x)
+        out = Outcome()
+        if case.grad_output is None:
+            y = bn(x)
+        else:
+            y, vjp = nnx.vjp(lambda m, x: m(x), bn, x, graph=False)
+            grad_bn, grad_x = vjp(_to_jax(case.grad_output))
+            out.grad_input = _to_numpy(grad_x)
+            if case.weight is not None:
+                out.grad_weight = _to_numpy(grad_bn.scale[...])
+            if case.bias is not None:
+                out.grad_bias = _to_numpy(grad_bn.bias[...])
+        out.y = _to_numpy(y)
+        out.running_mean = _to_numpy(bn.mean[...])
+        out.running_var = _to_numpy(bn.var[...])
+        return out

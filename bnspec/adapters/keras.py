@@ -1,0 +1,226 @@
+"""Keras 3 adapters: ``keras.layers.BatchNormalization`` on the ``jax``, ``torch`` and ``tensorflow`` backends.
+
+Keras chooses its backend once per process, from ``KERAS_BACKEND`` when ``keras`` is first
+imported; an adapter sets it before its import, and cannot run where keras was already imported
+with another backend. The mapping (``spec/conventions.md``, 2.4): ``momentum = 1 - alpha`` (Keras
+weights the old value), ``epsilon = eps``, ``axis`` = the case's channel axis, ``center`` / ``scale``
+off for an absent beta / gamma. The layer runs under its own ``training=`` flag; its moving statistics
+use the biased batch variance (profile ``biased-running-var``), and it has no cumulative average,
+no counter and no untracked mode. The dtype policy follows the case: the input's dtype, or
+``mixed_float16`` / ``mixed_bfloat16`` for a half input with float32 parameters and state.
+Gradients come from the backend's own autodiff: ``jax.vjp`` over ``Layer.stateless_call``,
+``torch.autograd.grad``, ``tf.GradientTape``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..dtypes import bfloat16, dtype_name
+from ..errors import AdapterUnavailable
+from .contract import Capabilities, Case, Outcome
+
+HALF = ("float16", "bfloat16")
+
+# Findings recorded in spec/conventions.md (section 4, Keras); each still runs and is reported.
+_DEVIATIONS: tuple[tuple[str, str], ...] = (
+    ("arg-one-value", "K1: one value per channel in training gives y = beta and updates the moving "
+                      "statistics, no error (BN-ARG-1)"),
+    ("empty-batch", "K2: an empty batch turns the moving mean and variance into NaN (BN-EMPTY-1)"),
+    ("arg-negative-eps", "K3: a negative epsilon is accepted (BN-ARG-4)"),
+    ("arg-momentum-range", "K3: a momentum outside [0, 1] is accepted (BN-ARG-5)"),
+    ("arg-non-floating", "profile promoted-dtype (not yet implemented in the suite): an integer input is "
+                         "converted to the compute dtype instead of raising (BN-ARG-3)"),
+)
+
+
+def loaded_backend() -> str | None:
+    """The backend of the keras already imported in this process, or None if it is not imported."""
+    keras = sys.modules.get("keras")
+    if keras is None:
+        return None
+    try:
+        return str(keras.config.backend())
+    except Exception:  # noqa: BLE001 - a half-imported keras: read what it would have read
+        return os.environ.get("KERAS_BACKEND")
+
+
+class _KerasAdapter:
+    """``keras.layers.BatchNormalization`` on the backend named by ``backend``."""
+
+    name: ClassVar[str]
+    backend: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        current = loaded_backend()
+        if current is not None and current != cls.backend:
+            return (f"keras is already imported in this process with the {current!r} backend; Keras picks its "
+                    f"backend once per process (KERAS_BACKEND), so {cls.name} needs a process of its own")
+        return None
+
+    def __init__(self) -> None:
+        reason = self.unavailable_reason()
+        if reason:
+            raise AdapterUnavailable(reason)
+        if "keras" not in sys.modules:
+            os.environ["KERAS_BACKEND"] = self.backend
+        if self.backend == "jax":
+            import jax
+
+            jax.config.update("jax_enable_x64", True)  # float64 cases stay float64
+        import keras
+
+        if keras.config.backend() != self.backend:  # keras.json or a racing import won
+            raise AdapterUnavailable(f"keras runs on the {keras.config.backend()!r} backend in this process, "
+                                     f"not {self.backend!r}")
+        self.keras = keras
+
+    # -- per-backend pieces ----------------------------------------------------------------------
+
+    def to_tensor(self, a: np.ndarray) -> Any:
+        return self.keras.ops.convert_to_tensor(np.array(a, copy=True))
+
+    def forward(self, layer: Any, x: Any, case: Case) -> tuple[Any, tuple[Any, Any, Any] | None]:
+        """y, and (dx, dgamma, dbeta) when the case asks for gradients."""
+        raise NotImplementedError
+
+    # -- the run ---------------------------------------------------------------------------------
+
+    def policy(self, case: Case) -> str:
+        """The dtype policy a Keras user would configure for this case's dtypes."""
+        xdt = dtype_name(case.x.dtype)
+        state = next((a for a in (case.running_mean, case.weight, case.bias) if a is not None), None)
+        sdt = dtype_name(state.dtype) if state is not None else None
+        if xdt is None or sdt is None or xdt == sdt:
+            return xdt or sdt or "float32"
+        if xdt in HALF and sdt == "float32":
+            return f"mixed_{xdt}"
+        return sdt  # no policy keeps both: the variables keep theirs, the output shows the rest
+
+    def run(self, case: Case) -> Outcome:
+        keras = self.keras
+        momentum = 1.0 - case.momentum if case.momentum is not None else None  # None: float() raises
+        layer = keras.layers.BatchNormalization(
+            axis=case.axis, momentum=momentum, epsilon=case.eps, center=case.bias is not None,
+            scale=case.weight is not None, dtype=self.policy(case),
+        )
+        layer.build(case.x.shape)
+        for var, value in ((layer.gamma, case.weight), (layer.beta, case.bias),
+                           (layer.moving_mean, case.running_mean), (layer.moving_variance, case.running_var)):
+            if var is not None and value is not None:
+                var.assign(self.to_tensor(value))
+        y, grads = self.forward(layer, self.to_tensor(case.x), case)
+        numpy = keras.ops.convert_to_numpy
+        out = Outcome(y=numpy(y), running_mean=numpy(layer.moving_mean), running_var=numpy(layer.moving_variance))
+        if grads is not None:
+            dx, dgamma, dbeta = grads
+            out.grad_input = numpy(dx)
+            out.grad_weight = numpy(dgamma) if dgamma is not None else None
+            out.grad_bias = numpy(dbeta) if dbeta is not None else None
+        return out
+
+
+def _capabilities(notes: str, deviations: tuple[tuple[str, str], ...] = ()) -> Capabilities:
+    return Capabilities(
+        dtypes=("float16", "float32", "float64") + (("bfloat16",) if bfloat16() is not None else ()),
+        channel_axes=(1, -1),
+        ranks=(2, 3, 4, 5),
+        cumulative_average=False,  # momentum=None: TypeError from float()
+        counter=False,
+        untracked=False,  # the layer always owns moving_mean and moving_variance
+        running_var="biased",
+        stats_dtypes=("float32",),  # mixed_float16 / mixed_bfloat16 policies
+        notes="keras.layers.BatchNormalization(axis, momentum=1-alpha, epsilon, center, scale, dtype policy), "
+              "called with training=True/False; " + notes,
+        known_deviations=_DEVIATIONS + deviations,
+    )
+
+
+class KerasJaxAdapter(_KerasAdapter):
+    """The JAX backend; gradients by ``jax.vjp`` over ``stateless_call`` (Keras's functional form on JAX)."""
+
+    name = "keras-jax"
+    backend = "jax"
+    capabilities = _capabilities("JAX backend with jax_enable_x64; gradients by jax.vjp over Layer.stateless_call")
+
+    def forward(self, layer: Any, x: Any, case: Case) -> tuple[Any, tuple[Any, Any, Any] | None]:
+        import jax
+
+        if case.grad_output is None:
+            return layer(x, training=case.training), None
+        trainable = [v.value for v in layer.trainable_variables]
+        frozen = [v.value for v in layer.non_trainable_variables]
+
+        def f(x: Any, trainable: list[Any]) -> tuple[Any, list[Any]]:
+            return layer.stateless_call(trainable, frozen, x, training=case.training)
+
+        y, vjp, new_state = jax.vjp(f, x, trainable, has_aux=True)
+        dx, dtrain = vjp(self.to_tensor(case.grad_output))
+        for var, value in zip(layer.non_trainable_variables, new_state):
+            var.assign(value)
+        by_var = {id(v): g for v, g in zip(layer.trainable_variables, dtrain)}
+        return y, (dx, by_var.get(id(layer.gamma)), by_var.get(id(layer.beta)))
+
+
+class KerasTorchAdapter(_KerasAdapter):
+    """The PyTorch backend; gradients by ``torch.autograd.grad``."""
+
+    name = "keras-torch"
+    backend = "torch"
+    capabilities = _capabilities(
+        "PyTorch backend; its moments() take a one-pass E[x^2]-E[x]^2 variance (finding K4)",
+        (("train-output", "K4: the torch backend's moments() compute the variance one-pass, E[x^2] - E[x]^2 "
+                          "without clamping, so a channel far from zero loses its variance (BN-TRAIN-2)"),),
+    )
+
+    def to_tensor(self, a: np.ndarray) -> Any:
+        from .pytorch import to_torch
+
+        return self.keras.ops.convert_to_tensor(to_torch(a, "cpu"))  # bfloat16 through its bits
+
+    def forward(self, layer: Any, x: Any, case: Case) -> tuple[Any, tuple[Any, Any, Any] | None]:
+        import torch
+
+        if case.grad_output is None:
+            return layer(x, training=case.training), None
+        x.requires_grad_(True)
+        params = [v.value for v in (layer.gamma, layer.beta) if v is not None]
+        y = layer(x, training=case.training)
+        grads = list(torch.autograd.grad(y, [x, *params], self.to_tensor(case.grad_output), allow_unused=True))
+        dx = grads.pop(0)
+        dgamma = grads.pop(0) if layer.gamma is not None else None
+        dbeta = grads.pop(0) if layer.beta is not None else None
+        return y, (dx, dgamma, dbeta)
+
+
+class KerasTensorflowAdapter(_KerasAdapter):
+    """The TensorFlow backend; gradients by ``tf.GradientTape``."""
+
+    name = "keras-tensorflow"
+    backend = "tensorflow"
+    capabilities = _capabilities("TensorFlow backend; gradients by tf.GradientTape")
+
+    def __init__(self) -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ log lines on every error
+        super().__init__()
+
+    def forward(self, layer: Any, x: Any, case: Case) -> tuple[Any, tuple[Any, Any, Any] | None]:
+        import tensorflow as tf
+
+        if case.grad_output is None:
+            return layer(x, training=case.training), None
+        params = [v for v in (layer.gamma, layer.beta) if v is not None]
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=case.training)
+        grads = tape.gradient(y, [x, *params], output_gradients=self.to_tensor(case.grad_output))
+        dx = grads.pop(0)
+        dgamma = grads.pop(0) if layer.gamma is not None else None
+        dbeta = grads.pop(0) if layer.beta is not None else None
+        return y, (dx, dgamma, dbeta)

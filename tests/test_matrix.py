@@ -1,0 +1,68 @@
+"""The conformance matrix: one process per adapter, a Markdown table, links to failing cases."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def matrix(*args):
+    return subprocess.run([sys.executable, "-m", "bnspec", "matrix", *args], capture_output=True, text=True,
+                          timeout=900, cwd=ROOT)
+
+
+def test_matrix_table_links_failures_to_their_case(tmp_path):
+    bad = "tests/adapters/variants.py:NoMomentumCheck"
+    p = matrix("reference", bad, "--examples", "3", "--out", str(tmp_path))
+    assert p.returncode == 1, p.stderr
+    md = (tmp_path / "conformance.md").read_text()
+    assert "| check | clauses | reference | " + bad + " |" in md
+    link = re.search(r"\[\*\*FAIL\*\* \(inf\)\]\(#([^)]+)\)", md)
+    assert link and f'<a id="{link.group(1)}"></a>' in md
+    assert "BN-ARG-5" in md and "bnspec.Case(" in md
+    assert (tmp_path / "reports" / "reference.json").is_file()
+
+
+def test_matrix_survives_a_target_that_cannot_load(tmp_path):
+    p = matrix("reference", "no-such-adapter", "--examples", "2", "--out", str(tmp_path))
+    assert p.returncode == 1
+    md = (tmp_path / "conformance.md").read_text()
+    assert "no-such-adapter | not run: exit status 2" in md
+
+
+def cells(md: str, column: str) -> dict[str, str]:
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| check |"))
+    rows = [line for line in lines[start:] if line.startswith("| ")]
+    header = rows[0]
+    names = [h.strip() for h in header.strip("|").split("|")]
+    if column not in names:
+        return {}
+    i = names.index(column)
+    out = {}
+    for r in rows:
+        parts = [p.strip() for p in r.strip("|").split("|")]
+        if len(parts) == len(names) and not parts[0].startswith("**") and parts[0] != "check":
+            out[parts[0]] = re.sub(r"\]\(#[^)]*\)", "]", parts[i])
+    return out
+
+
+@pytest.mark.parametrize("target", ["reference", "torch"])
+def test_committed_matrix_matches_a_fresh_run(tmp_path, target):
+    """The committed docs/conformance.md column equals a fresh run with its seed and examples."""
+    if target == "torch":
+        pytest.importorskip("torch")
+    committed = (ROOT / "docs" / "conformance.md").read_text()
+    seed = re.search(r"\(seed (\d+), (\d+) examples per check\)", committed)
+    assert seed, "docs/conformance.md does not say its seed"
+    want = cells(committed, target)
+    assert want, f"docs/conformance.md has no {target} column"
+    p = matrix(target, "--seed", seed.group(1), "--examples", seed.group(2), "--out", str(tmp_path))
+    got = cells((tmp_path / "conformance.md").read_text(), target)
+    assert got == want
