@@ -183,7 +183,13 @@ def cmd_spec(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     handler = {"run": cmd_run, "list": cmd_list, "matrix": cmd_matrix, "spec": cmd_spec}[args.command]
-    return handler(args)
+    try:
+        return handler(args)
+    except BrokenPipeError:  # output piped into head, say: stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAIL
 
 
 if __name__ == "__main__":
