@@ -38,6 +38,13 @@ _DEVIATIONS: tuple[tuple[str, str], ...] = (
 )
 
 
+# Keras's type promotion maps float64 to float32 on every backend but TensorFlow
+# (keras/src/backend/common/dtypes.py, BIT64_TO_BIT32_DTYPE), and the layer computes in
+# result_type(x.dtype, "float32"): a float64 layer returns float64 with float32 accuracy.
+_NO_FLOAT64 = ("float64 left out: with dtype='float64' the layer computes in result_type(float64, float32), "
+               "which Keras maps to float32 on this backend, and returns float64 at float32 accuracy")
+
+
 def loaded_backend() -> str | None:
     """The backend of the keras already imported in this process, or None if it is not imported."""
     keras = sys.modules.get("keras")
@@ -70,10 +77,6 @@ class _KerasAdapter:
             raise AdapterUnavailable(reason)
         if "keras" not in sys.modules:
             os.environ["KERAS_BACKEND"] = self.backend
-        if self.backend == "jax":
-            import jax
-
-            jax.config.update("jax_enable_x64", True)  # float64 cases stay float64
         import keras
 
         if keras.config.backend() != self.backend:  # keras.json or a racing import won
@@ -126,9 +129,9 @@ class _KerasAdapter:
         return out
 
 
-def _capabilities(notes: str, deviations: tuple[tuple[str, str], ...] = ()) -> Capabilities:
+def _capabilities(notes: str, deviations: tuple[tuple[str, str], ...] = (), float64: bool = True) -> Capabilities:
     return Capabilities(
-        dtypes=("float16", "float32", "float64") + (("bfloat16",) if bfloat16() is not None else ()),
+        dtypes=("float16", "float32") + (("float64",) if float64 else ()) + (("bfloat16",) if bfloat16() is not None else ()),
         channel_axes=(1, -1),
         ranks=(2, 3, 4, 5),
         cumulative_average=False,  # momentum=None: TypeError from float()
@@ -147,7 +150,8 @@ class KerasJaxAdapter(_KerasAdapter):
 
     name = "keras-jax"
     backend = "jax"
-    capabilities = _capabilities("JAX backend with jax_enable_x64; gradients by jax.vjp over Layer.stateless_call")
+    capabilities = _capabilities(
+        "JAX backend (default jax config); gradients by jax.vjp over Layer.stateless_call. " + _NO_FLOAT64, float64=False)
 
     def forward(self, layer: Any, x: Any, case: Case) -> tuple[Any, tuple[Any, Any, Any] | None]:
         import jax
@@ -174,9 +178,10 @@ class KerasTorchAdapter(_KerasAdapter):
     name = "keras-torch"
     backend = "torch"
     capabilities = _capabilities(
-        "PyTorch backend; its moments() take a one-pass E[x^2]-E[x]^2 variance (finding K4)",
+        "PyTorch backend; its moments() take a one-pass E[x^2]-E[x]^2 variance (finding K4). " + _NO_FLOAT64,
         (("train-output", "K4: the torch backend's moments() compute the variance one-pass, E[x^2] - E[x]^2 "
                           "without clamping, so a channel far from zero loses its variance (BN-TRAIN-2)"),),
+        float64=False,
     )
 
     def to_tensor(self, a: np.ndarray) -> Any:

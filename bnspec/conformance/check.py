@@ -52,6 +52,15 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
+def not_run(outcome: Outcome | None, error: BaseException | None) -> Verdict | None:
+    """A failing verdict when a valid case raised or returned no ``Outcome``; else None."""
+    if error is not None:
+        return fail(f"raised {describe_error(error)} on a valid case", error=describe_error(error))
+    if not isinstance(outcome, Outcome):
+        return fail(f"run() returned {type(outcome).__name__}, not an Outcome")
+    return None
+
+
 class Check:
     """Base class; subclasses set the class attributes and override ``judge``."""
 
@@ -124,10 +133,8 @@ class CompareCheck(Check):
         return None
 
     def judge(self, case: Case, outcome: Outcome | None, error: BaseException | None, ctx: Context) -> Verdict:
-        if error is not None:
-            return fail(f"raised {describe_error(error)} on a valid case", error=describe_error(error))
-        if not isinstance(outcome, Outcome):
-            return fail(f"run() returned {type(outcome).__name__}, not an Outcome")
+        if (bad := not_run(outcome, error)) is not None:
+            return bad
         want = expected(case, ctx)
         tols = tolerances(case, want, estimator=ctx.estimator)
         names = tuple(n for n in self.wanted(case) if getattr(want, n) is not None and n in tols)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..adapters.contract import Capabilities, Case, Outcome
 from .cases import Recipe, Space
-from .check import Check, CompareCheck, Context, describe_error
+from .check import Check, CompareCheck, Context, not_run
 from .compare import Verdict, fail
 
 ALL = ("y", "running_mean", "running_var", "grad_input", "grad_weight", "grad_bias")
@@ -124,8 +124,9 @@ class RunningCounter(Check):
         return None if caps.counter else "the adapter keeps no batch counter"
 
     def judge(self, case: Case, outcome: Outcome | None, error: BaseException | None, ctx: Context) -> Verdict:
-        if error is not None or outcome is None:
-            return fail(f"raised {describe_error(error)} on a valid case" if error else "no outcome")
+        if (bad := not_run(outcome, error)) is not None:
+            return bad
+        assert outcome is not None
         want = case.num_batches_tracked + (1 if case.training else 0)
         got = outcome.num_batches_tracked
         if not isinstance(got, (int, np.integer)) or int(got) != want:
@@ -146,8 +147,9 @@ class RunningUntracked(Check):
         return None if caps.untracked else "the adapter always tracks running statistics"
 
     def judge(self, case: Case, outcome: Outcome | None, error: BaseException | None, ctx: Context) -> Verdict:
-        if error is not None or outcome is None:
-            return fail(f"raised {describe_error(error)} on a valid case" if error else "no outcome")
+        if (bad := not_run(outcome, error)) is not None:
+            return bad
+        assert outcome is not None
         leaked = [n for n in ("running_mean", "running_var", "num_batches_tracked") if getattr(outcome, n) is not None]
         if leaked:
             return fail(f"untracked step returned {', '.join(leaked)}; expected none")
@@ -163,8 +165,9 @@ class EvalNoUpdate(Check):
     space = Space(training=False, tracked=True)
 
     def judge(self, case: Case, outcome: Outcome | None, error: BaseException | None, ctx: Context) -> Verdict:
-        if error is not None or outcome is None:
-            return fail(f"raised {describe_error(error)} on a valid case" if error else "no outcome")
+        if (bad := not_run(outcome, error)) is not None:
+            return bad
+        assert outcome is not None
         for name in ("running_mean", "running_var"):
             got, want = getattr(outcome, name), getattr(case, name)
             if not isinstance(got, np.ndarray) or got.shape != want.shape or not np.array_equal(got, want):

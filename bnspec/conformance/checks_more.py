@@ -11,20 +11,12 @@ from hypothesis import strategies as st
 from ..adapters.contract import Capabilities, Case, Outcome
 from ..dtypes import dtype_name
 from .cases import Recipe, Space, recipes
-from .check import Check, CompareCheck, Context, describe_error, expected, snapshot
+from .check import Check, CompareCheck, Context, describe_error, expected, not_run, snapshot
 from .checks import ALL
 from .compare import Verdict, compare, fail
 from .tolerance import StatError, tolerances
 
 HALF = ("float16", "bfloat16")
-
-
-def _ran(outcome: Outcome | None, error: BaseException | None) -> Verdict | None:
-    if error is not None:
-        return fail(f"raised {describe_error(error)} on a valid case", error=describe_error(error))
-    if not isinstance(outcome, Outcome):
-        return fail(f"run() returned {type(outcome).__name__}, not an Outcome")
-    return None
 
 
 # -- dtypes ----------------------------------------------------------------------------------------
@@ -38,7 +30,7 @@ class DtypeOutput(Check):
     space = Space(grad=True, large=False, dtypes=None, half_params=None)
 
     def judge(self, case: Case, outcome: Outcome | None, error: BaseException | None, ctx: Context) -> Verdict:
-        if (bad := _ran(outcome, error)) is not None:
+        if (bad := not_run(outcome, error)) is not None:
             return bad
         assert outcome is not None
         pairs = [("y", case.x), ("running_mean", case.running_mean), ("running_var", case.running_var)]
@@ -179,14 +171,21 @@ class ArgShape(_MustRaise):
     clauses = ("BN-ARG-2", "BN-LAYOUT-3")
     what = "a parameter of the wrong length"
     space = Space(tracked=True, affine=True, large=False)
+    # Length 1 on several channels is the one wrong length that broadcasting accepts silently.
+    fixed = (Recipe(shape=(4, 3), seed=23), Recipe(shape=(2, 4, 3, 3), seed=24))
 
     def extras(self, caps: Capabilities) -> st.SearchStrategy[Any]:
-        return st.tuples(st.sampled_from(["weight", "bias", "running_mean", "running_var"]), st.sampled_from([-1, 1]))
+        # (name, 1): length one; (name, -2 or 2): two fewer or more than the channels.
+        return st.tuples(st.sampled_from(["weight", "bias", "running_mean", "running_var"]), st.sampled_from([1, -2, 2]))
 
     def prepare(self, case: Case, extra: Any) -> Case:
-        name, delta = extra if extra is not None else ("weight", 1)
+        name, length = extra if extra is not None else ("weight", 1)
         vec = getattr(case, name)
-        return replace(case, **{name: np.resize(vec, case.channels + delta)})
+        if length != 1:  # a delta from the channel count
+            length = max(case.channels + length, 0)
+        if length == case.channels:  # one channel: length 1 is right, so make it wrong
+            length += 1
+        return replace(case, **{name: np.resize(vec, length)})
 
     def detail(self, case: Case) -> str:
         lengths = {n: len(getattr(case, n)) for n in ("weight", "bias", "running_mean", "running_var")
