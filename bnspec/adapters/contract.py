@@ -120,6 +120,7 @@ class Capabilities:
     affine_off: bool = True
     running_var: RunningVarEstimator = "unbiased"
     stats_dtypes: tuple[str, ...] = ()  # running-statistics dtypes besides the input's own
+    half_params: bool = True  # half inputs may come with half parameters and state (else only stats_dtypes)
     device: str = "cpu"
     notes: str = ""
     known_deviations: tuple[tuple[str, str], ...] = field(default=())

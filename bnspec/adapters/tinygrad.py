@@ -34,6 +34,13 @@ _DEVIATIONS = (
     ("arg-momentum-range", "G3: a momentum outside [0, 1] is accepted (BN-ARG-5)"),
     ("arg-non-floating", "an integer input is promoted to float32 instead of raising: " + _PROMOTED),
     ("dtype-output", _PROMOTED),
+    ("dtype-half", "G6 (new): a float16 input's batch mean is a float16 tensor (Tensor.mean keeps the half dtype), "
+                   "so x - mean and the variance are computed from a rounded mean (BN-DTYPE-2)"),
+    ("dtype-half-params", "G6 (new): with float16 parameters and state every intermediate is float16 (BN-DTYPE-2)"),
+    ("arg-shape", "G5 (new): running statistics are broadcast, not checked: in training the update broadcasts "
+                  "them against the batch statistics (length 2 for 1 channel becomes 2 entries), in eval "
+                  "running_var is reshaped with -1 (length 1 serves every channel, length 0 gives an empty y) "
+                  "(BN-ARG-2)"),
 )
 
 
@@ -72,7 +79,8 @@ class TinygradAdapter:
         stats_dtypes=("float32",),
         notes="tinygrad nn.BatchNorm; training via Context(TRAINING=1); gradients by Tensor.gradient; device set "
               "at instantiation (DEV.value): CPU where clang is on the PATH, else PYTHON (BNSPEC_TINYGRAD_DEV "
-              "overrides); no momentum=None, so no cumulative average",
+              "overrides); no momentum=None, so no cumulative average; no bfloat16 (clang 14 rejects __bf16 on "
+              "the CPU device, the PYTHON device fails UOp verification)",
         known_deviations=_DEVIATIONS,
     )
 

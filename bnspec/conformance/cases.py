@@ -156,9 +156,10 @@ def supported_dtypes(caps: Capabilities, space: Space) -> tuple[str, ...]:
 def recipes(draw: st.DrawFn, caps: Capabilities, space: Space) -> Recipe:
     """A recipe inside both the adapter's capabilities and the check's ``space``."""
     def either(fixed: bool | None, allowed: bool = True) -> bool:
+        """``fixed`` if the check fixes it; else drawn, where the adapter allows True; else False."""
         if fixed is not None:
             return fixed
-        return draw(st.booleans()) if allowed else True
+        return draw(st.booleans()) if allowed else False
 
     rank = draw(st.sampled_from(caps.ranks))
     axes = tuple(a for a in caps.channel_axes if space.axes is None or a in space.axes)
@@ -167,6 +168,7 @@ def recipes(draw: st.DrawFn, caps: Capabilities, space: Space) -> Recipe:
     param_dtype = None
     if dtype in ("float16", "bfloat16") and "float32" in caps.stats_dtypes:
         half = draw(st.booleans()) if space.half_params is None else space.half_params
+        half = half and caps.half_params
         param_dtype = None if half else "float32"  # float32: what mixed-precision training runs
     tracked = not either(None if space.tracked is None else not space.tracked, caps.untracked)
     training = either(space.training)
@@ -201,6 +203,7 @@ def fits(recipe: Recipe, caps: Capabilities) -> bool:
         and recipe.axis in caps.channel_axes
         and recipe.dtype in caps.dtypes
         and (recipe.param_dtype is None or recipe.param_dtype in caps.stats_dtypes)
+        and (recipe.param_dtype is not None or recipe.dtype not in ("float16", "bfloat16") or caps.half_params)
         and (recipe.affine or caps.affine_off)
         and (recipe.tracked or caps.untracked)
         and (recipe.momentum is not None or not recipe.tracked or caps.cumulative_average)

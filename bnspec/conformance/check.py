@@ -79,6 +79,8 @@ class Check:
         if self.space is not None and not supported_dtypes(caps, self.space):
             wanted = ", ".join(self.space.dtypes or ())
             return f"needs one of the dtypes {wanted}; the adapter claims {', '.join(caps.dtypes)}"
+        if self.strategy(caps) is None and not any(_fits(r, caps) for r in self.fixed):
+            return "none of its cases fits the adapter's capabilities (ranks, layouts, dtypes, modes)"
         return None
 
     def uses_profile(self, caps: Capabilities) -> bool:

@@ -55,6 +55,11 @@ class DtypeHalfParams(CompareCheck):
     clauses = ("BN-DTYPE-2", "BN-DTYPE-3", "BN-PREC-3", "BN-PREC-5")
     outputs = ALL
     space = Space(dtypes=HALF, grad=True, half_params=True)
+
+    def unsupported(self, caps: Capabilities) -> str | None:
+        if not caps.half_params:
+            return "the adapter takes half-precision inputs only with float32 parameters and state"
+        return super().unsupported(caps)
     fixed = (Recipe(shape=(8, 2, 4), dtype="float16", data="offset", offset=1e2, seed=14, grad="normal"),)
 
 
@@ -278,7 +283,8 @@ class EmptyBatch(Check):
     clauses = ("BN-EMPTY-1",)
     space = None
     fixed = (Recipe(shape=(0, 3), seed=20), Recipe(shape=(0, 2, 4, 4), seed=21),
-             Recipe(shape=(0, 3, 5), momentum=None, num_batches_tracked=2, seed=22))
+             Recipe(shape=(0, 3, 5), momentum=None, num_batches_tracked=2, seed=22),
+             Recipe(shape=(0, 4, 4, 2), axis=-1, seed=23))
 
     def judge(self, case: Case, outcome: Outcome | None, error: BaseException | None, ctx: Context) -> Verdict:
         if error is not None:
