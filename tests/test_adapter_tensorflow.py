@@ -14,7 +14,9 @@ from tests.adapters.conformance import assert_conforms  # noqa: E402
 
 
 def test_default_run_conforms_with_declared_deviations(tmp_path):
-    status = {c["name"]: c["status"] for c in assert_conforms("tf-fused", tmp_path)["checks"]}
+    # F5 shows only on a drawn training case with momentum 1 and a wrong-length statistic.
+    report = assert_conforms("tf-fused", tmp_path, draw_dependent=frozenset({"arg-shape"}))
+    status = {c["name"]: c["status"] for c in report["checks"]}
     # What the op cannot express (affine off, no statistics) is reported unsupported, never passed.
     assert status["train-affine-off"] == "unsupported" and status["running-untracked"] == "unsupported"
 

@@ -1,9 +1,9 @@
 """Drawn cases stay inside what an adapter declares it can do.
 
 Capabilities decide which cases are generated: an adapter without an untracked mode, affine-off
-layers, a cumulative average, half-precision parameters or one layout must never be handed such a case, or its honest
+layers, a cumulative average, half-precision parameters, gradients or one layout must never be handed such a case, or its honest
 "unsupported" would turn into a spurious error (BN-RUN-5, BN-TRAIN-4, BN-RUN-3,
-BN-DTYPE-3, BN-LAYOUT-1).
+BN-DTYPE-3, BN-GRAD-1, BN-LAYOUT-1).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ NARROW = Capabilities(
     counter=False,
     stats_dtypes=("float32",),
     half_params=False,
+    gradients=False,
 )
 
 
@@ -36,6 +37,7 @@ def _inside(case: Case, caps: Capabilities) -> None:
     assert case.running_mean is not None, f"untracked case for an adapter that always tracks: {case}"
     assert case.weight is not None and case.bias is not None, f"affine-off case for an adapter without it: {case}"
     assert case.momentum is not None, f"cumulative-average case for an adapter without it: {case}"
+    assert case.grad_output is None, f"a gradient asked of an adapter without gradients: {case}"
     if case.x.dtype == np.float16:
         assert case.weight.dtype == np.float32, f"half parameters for an adapter without them: {case}"
 

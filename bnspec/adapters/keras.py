@@ -38,6 +38,10 @@ _DEVIATIONS: tuple[tuple[str, str], ...] = (
 )
 
 
+_K4 = ("K4: the torch backend's moments() compute the variance one-pass, E[x^2] - E[x]^2 without clamping, "
+       "which loses precision whenever the mean is not small against the spread (BN-TRAIN-2); ")
+
+
 # Keras's type promotion maps float64 to float32 on every backend but TensorFlow
 # (keras/src/backend/common/dtypes.py, BIT64_TO_BIT32_DTYPE), and the layer computes in
 # result_type(x.dtype, "float32"): a float64 layer returns float64 with float32 accuracy.
@@ -179,8 +183,14 @@ class KerasTorchAdapter(_KerasAdapter):
     backend = "torch"
     capabilities = _capabilities(
         "PyTorch backend; its moments() take a one-pass E[x^2]-E[x]^2 variance (finding K4). " + _NO_FLOAT64,
-        (("train-output", "K4: the torch backend's moments() compute the variance one-pass, E[x^2] - E[x]^2 "
-                          "without clamping, so a channel far from zero loses its variance (BN-TRAIN-2)"),),
+        tuple((check, _K4 + what) for check, what in (
+            ("train-output", "the output"), ("train-affine-off", "the output"), ("train-batch-stats", "the output"),
+            ("layout-channel-last", "outputs and gradients"), ("running-momentum", "the running variance"),
+            ("grad-train", "the gradients"), ("grad-affine-off", "the gradients"),
+            ("dtype-half", "the running variance"), ("dtype-half-params", "outputs and gradients"),
+            ("special-nonfinite", "the finite channels' outputs"),
+            ("special-constant", "a constant channel's variance is not exactly 0, so dx is off"),
+            ("scenario-multistep", "the running variance"))),
         float64=False,
     )
 

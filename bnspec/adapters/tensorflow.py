@@ -27,6 +27,8 @@ _DEVIATIONS = (
     ("empty-batch", "F2: an empty batch returns NaN mean and variance (BN-EMPTY-1)"),
     ("arg-negative-eps", "F3: a negative epsilon is accepted (BN-ARG-4)"),
     ("arg-momentum-range", "F3: an exponential_avg_factor outside [0, 1] is accepted (BN-ARG-5)"),
+    ("arg-shape", "F5: with exponential_avg_factor = 1 the mean and variance inputs are not read, so a wrong "
+                  "length is not rejected (BN-ARG-2)"),
 )
 
 _FORMATS = {(4, 1): "NCHW", (4, 3): "NHWC", (5, 1): "NCDHW", (5, 4): "NDHWC"}

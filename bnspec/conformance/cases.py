@@ -189,7 +189,7 @@ def recipes(draw: st.DrawFn, caps: Capabilities, space: Space) -> Recipe:
         affine=not either(None if space.affine is None else not space.affine, caps.affine_off),
         tracked=tracked,
         num_batches_tracked=draw(st.integers(0, 5)),
-        grad=draw(st.sampled_from(["normal", "correlated", "ones"])) if space.grad else None,
+        grad=draw(st.sampled_from(["normal", "correlated", "ones"])) if space.grad and caps.gradients else None,
         data=data,
         offset=draw(st.sampled_from(OFFSETS[dtype])) if data == "offset" else 1e3,
         seed=draw(st.integers(0, 2**32 - 1)),
