@@ -46,6 +46,17 @@ def bfloat16() -> Any | None:
     return np.dtype(ml_dtypes.bfloat16)
 
 
+def promoted(*names: str | None) -> str:
+    """The floating dtype that holds every one of ``names`` (None skipped): the widest, and float32 for
+    float16 with bfloat16 (neither holds the other). The compute dtype of profile promoted-dtype."""
+    names_ = [n for n in names if n is not None]
+    if not names_:
+        return "float32"
+    if "float16" in names_ and "bfloat16" in names_ and not {"float32", "float64"} & set(names_):
+        return "float32"
+    return max(names_, key=FLOAT_DTYPES.index)
+
+
 def numpy_dtype(name: str) -> np.dtype:
     """The NumPy dtype for a spec dtype name; bfloat16 needs ml_dtypes."""
     if name == "bfloat16":

@@ -97,6 +97,7 @@ class Outcome:
 
 
 RunningVarEstimator = Literal["unbiased", "biased"]
+DtypeRule = Literal["input", "promoted"]
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,8 @@ class Capabilities:
     """What an adapter claims; the suite generates only cases inside it.
 
     What lies outside is reported as unsupported, never as passed. ``running_var="biased"`` is the
-    ``biased-running-var`` profile of ``spec/conventions.md``: checked against that profile and
-    reported as conforming under it. ``known_deviations`` maps a check's name to a documented
+    ``biased-running-var`` profile of ``spec/conventions.md``, ``dtype_rule="promoted"`` the
+    ``promoted-dtype`` one: checked against the profile and reported as conforming under it. ``known_deviations`` maps a check's name to a documented
     reason (``spec/conventions.md``, Findings): such a check still runs and is reported as a
     known deviation when it fails, and as stale when it passes.
     """
@@ -119,6 +120,7 @@ class Capabilities:
     untracked: bool = True
     affine_off: bool = True
     running_var: RunningVarEstimator = "unbiased"
+    dtype_rule: DtypeRule = "input"  # "promoted": y and dx in the promoted compute dtype (profile promoted-dtype)
     stats_dtypes: tuple[str, ...] = ()  # running-statistics dtypes besides the input's own
     half_params: bool = True  # half inputs may come with half parameters and state (else only stats_dtypes)
     device: str = "cpu"
@@ -128,10 +130,16 @@ class Capabilities:
     @property
     def profiles(self) -> tuple[str, ...]:
         """The named profiles (``spec/conventions.md``) this adapter declares."""
-        return ("biased-running-var",) if self.running_var == "biased" else ()
+        return profiles_of(self.running_var, self.dtype_rule)
 
     def deviation(self, check: str) -> str | None:
         return dict(self.known_deviations).get(check)
+
+
+def profiles_of(running_var: str, dtype_rule: str) -> tuple[str, ...]:
+    """The named profiles (``spec/conventions.md``, section 3) that these capability values declare."""
+    return (("biased-running-var",) if running_var == "biased" else ()) + (
+        ("promoted-dtype",) if dtype_rule == "promoted" else ())
 
 
 @runtime_checkable

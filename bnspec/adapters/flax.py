@@ -39,8 +39,6 @@ _SHARED = (
     ("empty-batch", "X2: an empty batch turns the running mean and variance into NaN (BN-EMPTY-1)"),
     ("arg-negative-eps", "X3: a negative epsilon is accepted (BN-ARG-4)"),
     ("arg-momentum-range", "X3: a momentum outside [0, 1] is accepted (BN-ARG-5)"),
-    ("arg-non-floating", "an integer input is accepted and promoted (section 2.5, profile promoted-dtype, not yet "
-                         "implemented in the suite) (BN-ARG-3)"),
     ("arg-shape", "with one channel, running statistics of another length broadcast instead of raising (linen eval: "
                   "y takes their length; nnx training: the stored mean keeps it) (BN-ARG-2)"),
     ("dtype-half-params", "with float16/bfloat16 parameters and state, eval normalizes in the half dtype "
@@ -105,6 +103,7 @@ class FlaxLinenAdapter:
         counter=False,
         untracked=False,
         running_var="biased",
+        dtype_rule="promoted",  # an integer input is promoted with the parameters (Flax's dtype=None)
         stats_dtypes=("float32",),
         notes="flax.linen.BatchNorm (use_running_average for eval, mutable batch_stats, gradients by jax.vjp); " + _NOTES,
         known_deviations=_LINEN_DEVIATIONS,

@@ -33,8 +33,6 @@ _DEVIATIONS: tuple[tuple[str, str], ...] = (
     ("empty-batch", "K2: an empty batch turns the moving mean and variance into NaN (BN-EMPTY-1)"),
     ("arg-negative-eps", "K3: a negative epsilon is accepted (BN-ARG-4)"),
     ("arg-momentum-range", "K3: a momentum outside [0, 1] is accepted (BN-ARG-5)"),
-    ("arg-non-floating", "profile promoted-dtype (not yet implemented in the suite): an integer input is "
-                         "converted to the compute dtype instead of raising (BN-ARG-3)"),
 )
 
 
@@ -142,6 +140,7 @@ def _capabilities(notes: str, deviations: tuple[tuple[str, str], ...] = (), floa
         counter=False,
         untracked=False,  # the layer always owns moving_mean and moving_variance
         running_var="biased",
+        dtype_rule="promoted",  # an integer input is converted to the policy's compute dtype
         stats_dtypes=("float32",),  # mixed_float16 / mixed_bfloat16 policies
         notes="keras.layers.BatchNormalization(axis, momentum=1-alpha, epsilon, center, scale, dtype policy), "
               "called with training=True/False; " + notes,

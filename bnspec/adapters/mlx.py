@@ -17,17 +17,12 @@ import numpy as np
 from ..dtypes import bfloat16
 from .contract import Capabilities, Case, Outcome
 
-_PROMOTED = ("MLX promotes a half input with float32 parameters or state to float32 (profile promoted-dtype, "
-             "spec/conventions.md section 3, not yet implemented in the suite)")
-# Findings M1-M3 of spec/conventions.md, section 4, and the promoted-dtype convention.
+# Findings M1-M3 of spec/conventions.md, section 4.
 _DEVIATIONS = (
     ("dtype-half", "M1: float16 reductions accumulate in float16 (BN-DTYPE-2)"),
     ("dtype-half-params", "M1: float16 reductions accumulate in float16 (BN-DTYPE-2)"),
-    # M2 is real, but the empty-batch check's cases are all channel-first, so the suite runs none here.
     ("empty-batch", "M2: an empty batch makes the running statistics NaN (BN-EMPTY-1)"),
     ("arg-momentum-range", "M3: a momentum outside [0, 1] is accepted (BN-ARG-5)"),
-    ("arg-non-floating", "an integer input is promoted to float32 instead of raising: " + _PROMOTED),
-    ("dtype-output", _PROMOTED),
     ("arg-shape", "M5 (new): weight, bias and running statistics are broadcast against the input, never checked: "
                   "a weight of length 2 for 1 channel widens y to 2 columns, a running_var of length 1 serves 2 "
                   "channels (BN-ARG-2)"),
@@ -61,6 +56,7 @@ class MlxAdapter:
 
     name = "mlx"
     capabilities = Capabilities(
+        dtype_rule="promoted",  # profile promoted-dtype: x promoted with the parameters and state
         dtypes=("float16", "float32", "float64") + (("bfloat16",) if bfloat16() is not None else ()),
         channel_axes=(-1,),
         ranks=(2, 3, 4),

@@ -23,17 +23,13 @@ import numpy as np
 from ..dtypes import bfloat16
 from .contract import Capabilities, Case, Outcome
 
-_PROMOTED = ("tinygrad promotes a half input with float32 parameters or state to float32 (profile "
-             "promoted-dtype, spec/conventions.md section 3, not yet implemented in the suite)")
-# Findings G1-G3 of spec/conventions.md, section 4, and the promoted-dtype convention.
+# Findings G1-G3 of spec/conventions.md, section 4.
 _DEVIATIONS = (
     ("arg-one-value", "G1: one value per channel: tracked, ZeroDivisionError after running_mean was written; "
                       "untracked, y = beta and no error (BN-ARG-1)"),
     ("empty-batch", "G2: an empty batch makes the running statistics NaN and adds 1 to the counter (BN-EMPTY-1)"),
     ("arg-negative-eps", "G3: a negative eps is accepted (BN-ARG-4)"),
     ("arg-momentum-range", "G3: a momentum outside [0, 1] is accepted (BN-ARG-5)"),
-    ("arg-non-floating", "an integer input is promoted to float32 instead of raising: " + _PROMOTED),
-    ("dtype-output", _PROMOTED),
     ("dtype-half", "G6 (new): a float16 input's batch mean is a float16 tensor (Tensor.mean keeps the half dtype), "
                    "so x - mean and the variance are computed from a rounded mean (BN-DTYPE-2)"),
     ("dtype-half-params", "G6 (new): with float16 parameters and state every intermediate is float16 (BN-DTYPE-2)"),
@@ -73,6 +69,7 @@ class TinygradAdapter:
 
     name = "tinygrad"
     capabilities = Capabilities(
+        dtype_rule="promoted",  # profile promoted-dtype: x promoted with the parameters and state
         dtypes=("float16", "float32", "float64"),
         channel_axes=(1,),
         cumulative_average=False,
@@ -116,7 +113,8 @@ class TinygradAdapter:
             out.num_batches_tracked = int(bn.num_batches_tracked.item())
         if want_grad:
             targets = [x] + ([bn.weight, bn.bias] if case.affine else [])
-            grads = y.gradient(*targets, gradient=_to_tiny(case.grad_output))
+            # dy in y's dtype, as a loss on y gives it (y is float32 where a half x met float32 parameters)
+            grads = y.gradient(*targets, gradient=_to_tiny(case.grad_output).cast(y.dtype))
             out.grad_input = _to_numpy(grads[0])
             if case.affine:
                 out.grad_weight, out.grad_bias = _to_numpy(grads[1]), _to_numpy(grads[2])

@@ -85,7 +85,16 @@ class Check:
 
     def uses_profile(self, caps: Capabilities) -> bool:
         """Whether the result depends on a profile the adapter declares (conforms under it)."""
-        return caps.running_var == "biased" and "BN-RUN-2" in self.clauses
+        return bool(self.profiles_used(caps))
+
+    def profiles_used(self, caps: Capabilities) -> tuple[str, ...]:
+        """The profiles the adapter declares that replace a clause this check tests."""
+        used = []
+        if caps.running_var == "biased" and "BN-RUN-2" in self.clauses:
+            used.append("biased-running-var")
+        if caps.dtype_rule == "promoted" and {"BN-DTYPE-1", "BN-ARG-3"} & set(self.clauses):
+            used.append("promoted-dtype")
+        return tuple(used)
 
     def prepare(self, case: Case, extra: Any) -> Case:
         """Turn a drawn case into the one this check runs (``extra``: the draw of ``extras``)."""

@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from ..adapters.contract import Capabilities, Case, Outcome
-from ..dtypes import dtype_name
+from ..dtypes import dtype_name, numpy_dtype, promoted
 from .cases import Recipe, Space, recipes
 from .check import Check, CompareCheck, Context, describe_error, expected, not_run, snapshot
 from .checks import ALL
@@ -22,7 +22,10 @@ HALF = ("float16", "bfloat16")
 # -- dtypes ----------------------------------------------------------------------------------------
 
 class DtypeOutput(Check):
-    """y and dx come back in the input's dtype; parameters, state and their gradients in their own."""
+    """y and dx come back in the input's dtype; parameters, state and their gradients in their own.
+
+    Under profile promoted-dtype, y and dx may instead come back in the dtype that holds the input's
+    and the parameters' (or the parameters' and the state's) dtypes."""
 
     name = "dtype-output"
     area = "DTYPE"
@@ -41,10 +44,25 @@ class DtypeOutput(Check):
             if like is None or got is None:
                 continue
             want_dt, got_dt = dtype_name(like.dtype), dtype_name(getattr(got, "dtype", object))
-            if want_dt != got_dt:
-                return fail(f"{name}.dtype = {got_dt or getattr(got, 'dtype', type(got).__name__)}, expected {want_dt}",
-                            output=name, got=str(got_dt), expected=want_dt)
+            allowed = {want_dt}
+            if like is case.x and ctx.capabilities.dtype_rule == "promoted":
+                allowed |= set(promoted_dtypes(case))
+            if got_dt not in allowed:
+                want = " or ".join(sorted(a for a in allowed if a))
+                return fail(f"{name}.dtype = {got_dt or getattr(got, 'dtype', type(got).__name__)}, expected {want}",
+                            output=name, got=str(got_dt), expected=want)
         return Verdict()
+
+
+def promoted_dtypes(case: Case) -> tuple[str, ...]:
+    """The compute dtypes profile promoted-dtype allows for y and dx: the promotion of x with the
+    parameters, and of x with the parameters and the state (section 3 of spec/conventions.md)."""
+    def name(a: np.ndarray | None) -> str | None:
+        return None if a is None else dtype_name(a.dtype)
+
+    x = name(case.x)
+    params = (name(case.weight), name(case.bias))
+    return (promoted(x, *params), promoted(x, *params, name(case.running_mean), name(case.running_var)))
 
 
 class DtypeHalfParams(CompareCheck):
@@ -199,19 +217,42 @@ class ArgShape(_MustRaise):
 
 
 class ArgNonFloating(_MustRaise):
-    """An integer input raises."""
+    """An integer input raises (under profile promoted-dtype: or is converted to a floating compute
+    dtype and normalized as that conversion would be)."""
 
     name = "arg-non-floating"
     area = "ARG"
     clauses = ("BN-ARG-3",)
     what = "an integer input"
-    space = Space(large=False, data=("integers",))
+    # float32 parameters and state: what an integer input meets in practice, and under profile
+    # promoted-dtype the conversion every framework with that profile makes (to float32).
+    space = Space(large=False, data=("integers",), dtypes=("float32",))
 
     def extras(self, caps: Capabilities) -> st.SearchStrategy[Any]:
         return st.sampled_from([np.int32, np.int64])
 
     def prepare(self, case: Case, extra: Any) -> Case:
         return replace(case, x=case.x.astype(extra or np.int64))
+
+    def judge(self, case: Case, outcome: Outcome | None, error: BaseException | None, ctx: Context) -> Verdict:
+        if error is not None or ctx.capabilities.dtype_rule != "promoted":
+            return super().judge(case, outcome, error, ctx)
+        y = getattr(outcome, "y", None)
+        dt = dtype_name(y.dtype) if isinstance(y, np.ndarray) else None
+        if dt is None:
+            return fail(f"an integer input neither raised nor gave a floating y (got {type(y).__name__} "
+                        f"{getattr(y, 'dtype', '')}); profile promoted-dtype converts it to a floating dtype")
+        converted = replace(case, x=case.x.astype(numpy_dtype(dt)))  # the conversion the profile describes
+        return _AsConverted().judge(converted, outcome, None, ctx)
+
+
+class _AsConverted(CompareCheck):
+    """Judges an integer input's outputs as those of its conversion to the compute dtype."""
+
+    name = "arg-non-floating"
+    area = "ARG"
+    clauses = ("BN-ARG-3",)
+    outputs = ("y", "running_mean", "running_var")
 
 
 class ArgNegativeEps(_MustRaise):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from typing import TextIO
 
+from ..adapters.contract import profiles_of
 from .results import CheckResult, RunReport
 
 _COLOURS = {"pass": "32", "profile": "36", "deviation": "33", "fail": "31", "error": "31", "unsupported": "90"}
@@ -30,7 +31,7 @@ def budget_text(budget: float | None) -> str:
 
 def header(report: RunReport) -> str:
     caps = report.capabilities
-    profiles = ", ".join(("biased-running-var",) if caps.get("running_var") == "biased" else ()) or "none"
+    profiles = ", ".join(profiles_of(caps.get("running_var", "unbiased"), caps.get("dtype_rule", "input"))) or "none"
     return (f"bnspec: adapter {report.adapter} ({report.target}); seed {report.seed}; "
             f"{report.examples} examples per check; profiles: {profiles}")
 

@@ -94,7 +94,7 @@ def run_check(adapter: Adapter, check: Check, examples: int, run_seed: int, targ
     seconds = time.perf_counter() - start
     if failing is None:
         status = "profile" if check.uses_profile(caps) else "pass"
-        note = f"conforms under profile {', '.join(caps.profiles)}" if status == "profile" else ""
+        note = f"conforms under profile {', '.join(check.profiles_used(caps))}" if status == "profile" else ""
         if caps.deviation(check.name):
             note = f"declared as a known deviation but passed: the declaration is stale ({caps.deviation(check.name)})"
         return CheckResult(status=status, examples=count, budget=worst.budget if count else None,
