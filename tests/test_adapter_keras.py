@@ -42,7 +42,9 @@ print(json.dumps(dict(backend=keras.config.backend(), mean=out.running_mean.toli
 
 @pytest.mark.parametrize("name", ADAPTERS)
 def test_default_run_conforms_with_declared_deviations(name, tmp_path):
-    status = {c["name"]: c["status"] for c in assert_conforms(name, tmp_path)["checks"]}
+    # K4 shows on every case far enough from zero; at 8 examples these two checks may draw none.
+    draw_dependent = frozenset({"grad-affine-off", "special-nonfinite"}) if name == "keras-torch" else frozenset()
+    status = {c["name"]: c["status"] for c in assert_conforms(name, tmp_path, draw_dependent=draw_dependent)["checks"]}
     assert status["running-momentum"] == "profile"  # biased-running-var
     assert status["running-cumulative"] == "unsupported" and status["running-counter"] == "unsupported"
 
