@@ -39,22 +39,22 @@ _SHARED = (
     ("empty-batch", "X2: an empty batch turns the running mean and variance into NaN (BN-EMPTY-1)"),
     ("arg-negative-eps", "X3: a negative epsilon is accepted (BN-ARG-4)"),
     ("arg-momentum-range", "X3: a momentum outside [0, 1] is accepted (BN-ARG-5)"),
-    ("arg-shape", "with one channel, running statistics of another length broadcast instead of raising (linen eval: "
+    ("arg-shape", "X6: with one channel, running statistics of another length broadcast instead of raising (linen eval: "
                   "y takes their length; nnx training: the stored mean keeps it) (BN-ARG-2)"),
-    ("dtype-half-params", "with float16/bfloat16 parameters and state, eval normalizes in the half dtype "
-                          "(x - mean and rsqrt(var + eps) are not promoted), about 1 ulp more than one rounding "
+    ("dtype-half-params", "X7: with float16/bfloat16 parameters and state, eval normalizes in the half dtype "
+                          "(x - mean and rsqrt(var + eps) are not promoted), up to 2.5 ulps against 0.5 "
                           "(BN-DTYPE-2); " + _X4 + "in training"),
 )
 _LINEN_DEVIATIONS = _SHARED + (
-    ("dtype-half", "the backward pass of a float16/bfloat16 x rounds each use's cotangent to the half dtype before "
-                   "summing them, so dx cancels in half precision (m = 2: dx = 0 instead of +-0.0017) "
+    ("dtype-half", "X8: the backward pass of a float16/bfloat16 x rounds each use's cotangent to the half dtype "
+                   "before summing them, so dx cancels in half precision (x = [0, 0.5]: dx = 0 instead of +-6.4e-4) "
                    "(BN-DTYPE-2); " + _X4 + "the running variance"),
-    ("dtype-output", "X5 (same root): a training step returns half-precision running statistics as float32, the "
+    ("dtype-output", "X5: a training step returns half-precision running statistics as float32, the "
                      "dtype of the update's promotion, not the state's own (BN-DTYPE-3)"),
 )
 _NNX_DEVIATIONS = _SHARED + (
-    ("dtype-half", "with dtype=float16/bfloat16, nnx casts the float32 parameters and statistics to it "
-                   "(promote_dtype), so dgamma and dbeta carry half precision though they are float32; and dx "
+    ("dtype-half", "X9: with dtype=float16/bfloat16, nnx casts the float32 parameters and statistics to it "
+                   "(promote_dtype), so dgamma and dbeta carry half precision though they are float32; X8: dx "
                    "cancels in half precision as in linen (BN-DTYPE-2); " + _X4 + "the running variance"),
 )
 

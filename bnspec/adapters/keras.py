@@ -43,7 +43,7 @@ _K4 = ("K4: the torch backend's moments() compute the variance one-pass, E[x^2] 
 # Keras's type promotion maps float64 to float32 on every backend but TensorFlow
 # (keras/src/backend/common/dtypes.py, BIT64_TO_BIT32_DTYPE), and the layer computes in
 # result_type(x.dtype, "float32"): a float64 layer returns float64 with float32 accuracy.
-_NO_FLOAT64 = ("float64 left out: with dtype='float64' the layer computes in result_type(float64, float32), "
+_NO_FLOAT64 = ("float64 left out (K5): with dtype='float64' the layer computes in result_type(float64, float32), "
                "which Keras maps to float32 on this backend, and returns float64 at float32 accuracy")
 
 

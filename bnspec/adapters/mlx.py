@@ -23,7 +23,7 @@ _DEVIATIONS = (
     ("dtype-half-params", "M1: float16 reductions accumulate in float16 (BN-DTYPE-2)"),
     ("empty-batch", "M2: an empty batch makes the running statistics NaN (BN-EMPTY-1)"),
     ("arg-momentum-range", "M3: a momentum outside [0, 1] is accepted (BN-ARG-5)"),
-    ("arg-shape", "M5 (new): weight, bias and running statistics are broadcast against the input, never checked: "
+    ("arg-shape", "M5: weight, bias and running statistics are broadcast against the input, never checked: "
                   "a weight of length 2 for 1 channel widens y to 2 columns, a running_var of length 1 serves 2 "
                   "channels (BN-ARG-2)"),
 )

@@ -31,7 +31,7 @@ _COMMON_NOTES = ("ONNX BatchNormalization opset 15 as a one-node model; momentum
 # attributes are 32-bit, so epsilon and the momentum attribute 1 - alpha reach the kernel rounded
 # to float32; both runtimes match that formula bit for bit, and the exact spec values differ by more
 # than the float64 tolerance (and, for a small alpha, than the float32 running-stat tolerance).
-_F32 = ("O6 (new): epsilon and momentum are float32 attributes, so the operator runs with float32(eps) and "
+_F32 = ("O6: epsilon and momentum are float32 attributes, so the operator runs with float32(eps) and "
         "1 - float32(1 - alpha): float64 results, and float32 running statistics for a small alpha, miss the "
         "exact ones by those roundings")
 _DEVIATIONS = (
@@ -57,9 +57,9 @@ _REFERENCE_DEVIATIONS = tuple(d for d in _DEVIATIONS if d[0] != "dtype-half") + 
     ("dtype-half", "O5: float16 input is reduced and normalized in float16 NumPy arithmetic, and float32 running "
                    "statistics come back rounded through float16 (BN-DTYPE-2, BN-DTYPE-3)"),
     ("dtype-half-params", "O5: with float16 parameters and state the whole formula runs in float16 (BN-DTYPE-2)"),
-    ("arg-shape", "O7 (new): scale, B, mean and var are broadcast by NumPy, so a length-1 (or empty) vector is "
+    ("arg-shape", "O7: scale, B, mean and var are broadcast by NumPy, so a length-1 (or empty) vector is "
                   "accepted for C channels (BN-ARG-2); onnxruntime raises INVALID_ARGUMENT"),
-    ("arg-non-floating", "O7 (new): an integer X is normalized without a type check (BN-ARG-3); onnxruntime "
+    ("arg-non-floating", "O7: an integer X is normalized without a type check (BN-ARG-3); onnxruntime "
                          "rejects the model (INVALID_GRAPH)"),
 )
 

@@ -30,10 +30,10 @@ _DEVIATIONS = (
     ("empty-batch", "G2: an empty batch makes the running statistics NaN and adds 1 to the counter (BN-EMPTY-1)"),
     ("arg-negative-eps", "G3: a negative eps is accepted (BN-ARG-4)"),
     ("arg-momentum-range", "G3: a momentum outside [0, 1] is accepted (BN-ARG-5)"),
-    ("dtype-half", "G6 (new): a float16 input's batch mean is a float16 tensor (Tensor.mean keeps the half dtype), "
+    ("dtype-half", "G6: a float16 input's batch mean is a float16 tensor (Tensor.mean keeps the half dtype), "
                    "so x - mean and the variance are computed from a rounded mean (BN-DTYPE-2)"),
-    ("dtype-half-params", "G6 (new): with float16 parameters and state every intermediate is float16 (BN-DTYPE-2)"),
-    ("arg-shape", "G5 (new): running statistics are broadcast, not checked: in training the update broadcasts "
+    ("dtype-half-params", "G6: with float16 parameters and state every intermediate is float16 (BN-DTYPE-2)"),
+    ("arg-shape", "G5: running statistics are broadcast, not checked: in training the update broadcasts "
                   "them against the batch statistics (length 2 for 1 channel becomes 2 entries), in eval "
                   "running_var is reshaped with -1 (length 1 serves every channel, length 0 gives an empty y) "
                   "(BN-ARG-2)"),
