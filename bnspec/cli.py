@@ -1,14 +1,17 @@
 """The ``bnspec`` command: ``run`` an adapter through the suite, ``list`` adapters, read the ``spec``.
 
 Exit status of ``run``: 0 when every applicable check passes (known deviations, profiles and
-unsupported checks included), 1 when any fails, 2 when the target cannot be loaded or the
-command is misused.
+unsupported checks included), 1 when any fails (crashes and timeouts included), 2 when the
+target cannot be loaded or the command is misused, 128 + the signal's number (130 for Ctrl-C,
+143 for SIGTERM) when the run was interrupted; the reports then hold what finished.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -19,6 +22,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return value
 
 
@@ -35,83 +45,112 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--check", metavar="PATTERN", help="only checks whose name, area or clause matches (glob, comma-separated)")
     run.add_argument("-v", "--verbose", action="store_true", help="list every check, not only those that did not pass")
     run.add_argument("-q", "--quiet", action="store_true", help="print only the summary line")
+    run.add_argument("--junit", metavar="PATH", help="write a JUnit XML report (one test case per check)")
+    run.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                     help="limit for one case in the worker process (default: 60)")
+    run.add_argument("--in-process", action="store_true",
+                     help="run the adapter in this process, for debugging (no isolation, no timeout)")
 
     sub.add_parser("list", help="list the registered adapters and whether each is usable here")
 
-    matrix = sub.add_parser("matrix", help="run adapters, each in its own process, into one Markdown table")
+    matrix = sub.add_parser("matrix", help="run adapters, each in its own process, into one Markdown table "
+                                           "and one HTML page")
     matrix.add_argument("targets", nargs="*", help="adapters to run (default: every registered adapter usable here)")
     matrix.add_argument("--out", default="bnspec-matrix", metavar="DIR",
-                        help="writes DIR/conformance.md and DIR/reports/*.json (default: %(default)s)")
+                        help="writes DIR/conformance.md, DIR/conformance.html and DIR/reports/*.json "
+                             "(default: %(default)s)")
     matrix.add_argument("--seed", type=_positive, default=0, help="seed of every run (default: %(default)s)")
     matrix.add_argument("--examples", type=_positive, help="hypothesis examples per check (default: run's default)")
     matrix.add_argument("--timeout", type=float, default=1800.0, help="seconds per adapter (default: %(default)s)")
 
     spec = sub.add_parser("spec", help="print one clause of the spec, or list them")
     spec.add_argument("clause", nargs="?", help="a clause ID such as BN-RUN-2 (omit to list all)")
+
+    vectors = sub.add_parser("vectors", help="golden vectors for implementations in any language (docs/vectors.md)")
+    action = vectors.add_subparsers(dest="vectors_command", metavar="ACTION", required=True)
+    export = action.add_parser("export", help="write the corpus: .npy arrays and manifest.json")
+    export.add_argument("dir", help="an empty or new folder")
+    export.add_argument("--force", action="store_true", help="write over the corpus files in a folder that is not empty")
+    check = action.add_parser("check", help="score an implementation's results against the corpus")
+    check.add_argument("dir", help="the corpus folder (with manifest.json)")
+    check.add_argument("results", help="the results folder (with results.json)")
+    check.add_argument("--json", metavar="PATH", help="write the scores as JSON")
     return p
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .adapters import load
     from .conformance import DEFAULT_EXAMPLES, run, select
-    from .conformance.render import render, summary, use_colour
-    from .conformance.results import write_json
-    from .errors import BnspecError
+    from .conformance.junit import write_junit
+    from .conformance.render import Progress, render, summary, use_colour
+    from .conformance.results import BACKEND_MODULES, write_json
+    from .conformance.runner import stop_on_signals
+    from .conformance.worker import WorkerAdapter
 
-    if args.check and not select(args.check):
+    checks = select(args.check)
+    if args.check and not checks:
         print(f"bnspec: --check {args.check!r} matches no check", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        adapter = load(args.target)
-    except BnspecError as exc:
-        print(f"bnspec: cannot load {args.target!r}: {exc}", file=sys.stderr)
+    if args.in_process and args.timeout is not None:
+        print("bnspec: --timeout needs the worker process; drop --in-process", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as exc:  # noqa: BLE001 - an adapter's import may fail in any way
-        print(f"bnspec: cannot load {args.target!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
-    examples = args.examples if args.examples is not None else DEFAULT_EXAMPLES
+    with stop_on_signals() as stopped:
+        try:
+            adapter = _open_adapter(args.target, args.in_process, args.timeout)
+        except KeyboardInterrupt:
+            return 128 + (stopped.signum or signal.SIGINT)
+        if isinstance(adapter, int):
+            return adapter
+        seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+        examples = args.examples if args.examples is not None else DEFAULT_EXAMPLES
+        if not args.quiet:
+            print(f"bnspec: running {adapter.name} with seed {seed} (reproduce with --seed {seed})", file=sys.stderr)
+        progress = None if args.quiet else Progress(sys.stderr, len(checks), adapter.name, use_colour(sys.stderr))
+        try:
+            report = run(adapter, target=args.target, examples=examples, run_seed=seed, pattern=args.check,
+                         on_start=progress.start if progress else None, on_result=progress,
+                         backend_modules=BACKEND_MODULES)
+        finally:
+            stopped.hold()  # from here a signal is only recorded: the reports are written whole
+            if isinstance(adapter, WorkerAdapter):
+                adapter.close()  # ends the worker
+            if progress:
+                progress.done()
+        if args.json:
+            write_json(report, args.json)
+        if args.junit:
+            write_junit(report, args.junit)
     colour = use_colour(sys.stdout)
-    if not args.quiet:
-        print(f"bnspec: running {adapter.name} with seed {seed} (reproduce with --seed {seed})", file=sys.stderr)
-    progress = _Progress(sys.stderr) if not args.quiet else None
-    report = run(adapter, target=args.target, examples=examples, run_seed=seed, pattern=args.check,
-                 on_result=progress, backend_modules=_backend_modules())
-    if progress:
-        progress.done()
-    if args.json:
-        write_json(report, args.json)
     print(summary(report, colour) if args.quiet else render(report, colour, args.verbose))
-    if args.json and not args.quiet:
-        print(f"report written to {args.json}")
+    if not args.quiet:
+        for kind, path in (("report", args.json), ("JUnit XML", args.junit)):
+            if path:
+                print(f"{kind} written to {path}")
+    if not report.complete:
+        return 128 + (stopped.signum or signal.SIGINT)
     return EXIT_OK if report.ok else EXIT_FAIL
 
 
-def _backend_modules() -> tuple[str, ...]:
-    return ("torch", "jax", "flax", "keras", "tensorflow", "onnxruntime", "onnx", "tinygrad", "mlx", "cupy")
+def _open_adapter(target: str, in_process: bool, timeout: float | None):  # type: ignore[no-untyped-def]
+    """The adapter for ``target`` (in a worker process unless ``in_process``), or the exit status
+    after saying why it cannot be loaded."""
+    from .adapters import load
+    from .conformance.worker import DEFAULT_TIMEOUT, WorkerAdapter
+    from .errors import BnspecError
 
-
-class _Progress:
-    """A one-line progress indicator on a terminal; nothing when redirected."""
-
-    def __init__(self, stream) -> None:  # type: ignore[no-untyped-def]
-        self.stream, self.count, self.tty = stream, 0, hasattr(stream, "isatty") and stream.isatty()
-
-    def __call__(self, result) -> None:  # type: ignore[no-untyped-def]
-        self.count += 1
-        if self.tty:
-            self.stream.write(f"\r\033[K  [{self.count}] {result.name}: {result.status}")
-            self.stream.flush()
-
-    def done(self) -> None:
-        if self.tty:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+    try:
+        if in_process or os.name != "posix":  # the worker waits on its pipe with select(): POSIX only
+            return load(target)
+        return WorkerAdapter(target, timeout=timeout or DEFAULT_TIMEOUT)
+    except BnspecError as exc:
+        print(f"bnspec: cannot load {target!r}: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - an adapter's import may fail in any way
+        print(f"bnspec: cannot load {target!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     from .adapters import BUILTIN, unavailable_reason
-    from .adapters.registry import entry_points
+    from .adapters.registry import entry_point_problem, entry_points
 
     rows = []
     for name, entry in BUILTIN.items():
@@ -120,9 +159,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         except Exception as exc:  # noqa: BLE001 - a broken install is a reason too
             reason = f"{type(exc).__name__}: {exc}"
         rows.append((name, "yes" if reason is None else "no", reason or entry.summary))
-    for name, ep in entry_points().items():
-        if name not in BUILTIN:
-            rows.append((name, "?", f"entry point {ep.value} (loaded on use)"))
+    for name, ep in entry_points().items():  # loaded here, so a broken package shows, with why
+        problem = entry_point_problem(name)
+        rows.append((name, "yes" if problem is None else "no", problem or f"entry point {ep.value}"))
     width = max(len(r[0]) for r in rows)
     print(f"{'adapter':<{width}}  usable  details")
     for name, ok, detail in rows:
@@ -153,12 +192,21 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     command = " ".join(["bnspec matrix", *args.targets, f"--seed {args.seed}"]
                        + ([f"--examples {args.examples}"] if args.examples is not None else []) + [f"--out {args.out}"])
 
-    def progress(target, col):  # type: ignore[no-untyped-def]
-        status = col.problem or ("conforms" if col.report and col.report["summary"]["ok"] else "does not conform")
-        print(f"  {target}: {status}", file=sys.stderr)
+    done: list[str] = []
 
-    columns, md = build(targets, Path(args.out), args.seed, examples, args.timeout, command, skipped, progress)
-    print(f"wrote {md} ({len(columns)} adapters; not usable here: {', '.join(n for n, _ in skipped) or 'none'})")
+    def start(target):  # type: ignore[no-untyped-def]
+        if sys.stderr.isatty():
+            print(f"  [{len(done) + 1}/{len(targets)}] {target}: running...", end="", file=sys.stderr, flush=True)
+
+    def progress(target, col):  # type: ignore[no-untyped-def]
+        done.append(target)
+        status = col.problem or ("conforms" if col.report and col.report["summary"]["ok"] else "does not conform")
+        print(f"{chr(13)}\033[K" if sys.stderr.isatty() else "", end="", file=sys.stderr)
+        print(f"  [{len(done)}/{len(targets)}] {target}: {status}", file=sys.stderr)
+
+    columns, md = build(targets, Path(args.out), args.seed, examples, args.timeout, command, skipped, progress, start)
+    print(f"wrote {md} and {md.with_suffix('.html').name} ({len(columns)} adapters; "
+          f"not usable here: {', '.join(n for n, _ in skipped) or 'none'})")
     failed = [c.target for c in columns if c.report is None or not c.report["summary"]["ok"]]
     return EXIT_FAIL if failed else EXIT_OK
 
@@ -180,9 +228,16 @@ def cmd_spec(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_vectors(args: argparse.Namespace) -> int:
+    from .vectors import command
+
+    return command(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    handler = {"run": cmd_run, "list": cmd_list, "matrix": cmd_matrix, "spec": cmd_spec}[args.command]
+    handler = {"run": cmd_run, "list": cmd_list, "matrix": cmd_matrix, "spec": cmd_spec,
+               "vectors": cmd_vectors}[args.command]
     try:
         return handler(args)
     except BrokenPipeError:  # output piped into head, say: stop quietly

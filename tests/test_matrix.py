@@ -27,6 +27,24 @@ def test_matrix_table_links_failures_to_their_case(tmp_path):
     assert link and f'<a id="{link.group(1)}"></a>' in md
     assert "BN-ARG-5" in md and "bnspec.Case(" in md
     assert (tmp_path / "reports" / "reference.json").is_file()
+    assert bad in (tmp_path / "conformance.html").read_text()  # the HTML page beside it (tests/test_html.py)
+
+
+def test_crash_and_timeout_cells_link_to_their_case():
+    """A crashed or timed-out check is a failure cell like any other, linked to the case that caused it."""
+    from bnspec.conformance.matrix import Column, anchor, cell, render
+
+    checks = {"eval-output": {"name": "eval-output", "status": "crash", "budget": None, "clauses": ["BN-EVAL-1"],
+                              "message": "the worker died (killed by signal SIGSEGV)", "reproducer": "import bnspec\n"},
+              "train-output": {"name": "train-output", "status": "timeout", "budget": 0.25, "clauses": ["BN-TRAIN-1"],
+                               "message": "no result within the timeout of 2 s"}}
+    report = {"environment": {"python": "3"}, "summary": {"ok": False, "counts": {"crash": 1, "timeout": 1}},
+              "checks": list(checks.values())}
+    col = Column("t", 1, report, checks=checks)
+    assert cell(col, "eval-output") == f"[**CRASH**](#{anchor('t', 'eval-output')})"
+    assert cell(col, "train-output") == f"[**TIMEOUT** (0.25)](#{anchor('t', 'train-output')})"
+    md = render([col], 0, 1, "bnspec matrix t")
+    assert f'<a id="{anchor("t", "eval-output")}"></a>' in md and "killed by signal SIGSEGV" in md
 
 
 def test_matrix_survives_a_target_that_cannot_load(tmp_path):

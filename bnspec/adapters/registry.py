@@ -65,11 +65,61 @@ _BUILTIN = (
 BUILTIN: MappingProxyType[str, Entry] = MappingProxyType({e.name: e for e in _BUILTIN})
 
 
-def entry_points() -> dict[str, Any]:
-    """Third-party adapters declared in the ``bnspec.adapters`` entry-point group, by name."""
+def _declared() -> list[Any]:
     from importlib.metadata import entry_points as eps
 
-    return {ep.name: ep for ep in eps(group=ENTRY_POINT_GROUP)}
+    return list(eps(group=ENTRY_POINT_GROUP))
+
+
+def entry_points() -> dict[str, Any]:
+    """Third-party adapters declared in the ``bnspec.adapters`` entry-point group, by name.
+
+    Only declared, nothing imported: a broken package costs nothing until it is used. A name
+    declared twice keeps its first declaration here, and loading it is refused.
+    """
+    out: dict[str, Any] = {}
+    for ep in _declared():
+        out.setdefault(ep.name, ep)
+    return out
+
+
+def _package(ep: Any) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"{dist.name} {dist.version}" if dist is not None else "an unnamed package"
+
+
+def _from_entry_point(name: str) -> Adapter:
+    """The adapter an entry point declares; any way it is broken is an error that says so."""
+    same = [ep for ep in _declared() if ep.name == name]
+    if len(same) > 1:
+        raise AdapterNotFound(f"adapter {name!r} is declared by several packages "
+                              f"({'; '.join(f'{ep.value} in {_package(ep)}' for ep in same)}); uninstall all but one")
+    ep = same[0]
+    try:
+        obj = ep.load()
+    except Exception as exc:  # noqa: BLE001 - a third-party import may fail in any way
+        raise AdapterNotFound(f"entry point {name} = {ep.value!r} ({_package(ep)}) cannot be imported: "
+                              f"{type(exc).__name__}: {exc}") from exc
+    check = getattr(obj, "unavailable_reason", None)  # the built-ins' protocol, optional
+    reason = check() if callable(check) else None
+    if reason:
+        raise AdapterUnavailable(f"adapter {name!r} is not usable here: {reason}")
+    return _instantiate(obj, f"entry point {name} = {ep.value} ({_package(ep)})")
+
+
+def entry_point_problem(name: str) -> str | None:
+    """Why the entry point ``name`` gives no usable adapter, or None; never raises.
+
+    ``bnspec list`` shows each broken package with its reason and goes on with the others.
+    """
+    if name in BUILTIN:
+        ep = entry_points()[name]
+        return f"entry point {ep.value} ({_package(ep)}) is shadowed by the built-in adapter of that name"
+    try:
+        _from_entry_point(name)
+    except Exception as exc:  # noqa: BLE001 - whatever breaks is the answer
+        return str(exc) if isinstance(exc, (AdapterNotFound, AdapterUnavailable)) else f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def available() -> list[str]:
@@ -133,9 +183,8 @@ def load(target: str) -> Adapter:
             raise AdapterUnavailable(f"adapter {target!r} is not usable here: {reason}")
         module_name, attr = BUILTIN[target].target.split(":")
         return _instantiate(getattr(importlib.import_module(module_name), attr), target)
-    eps = entry_points()
-    if target in eps:
-        return _instantiate(eps[target].load(), target)
+    if target in entry_points():
+        return _from_entry_point(target)
     if ":" in target:
         where, attr = target.rsplit(":", 1)
         if where.endswith(".py") or "/" in where or "\\" in where:

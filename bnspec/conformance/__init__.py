@@ -5,8 +5,9 @@ from .registry import AREAS, CHECKS
 from .results import CheckResult, RunReport
 from .runner import DEFAULT_EXAMPLES, run, run_check, select
 from .tolerance import tolerances
+from .worker import WorkerAdapter, WorkerFault
 
 __all__ = [
     "AREAS", "CHECKS", "Check", "CheckResult", "CompareCheck", "Context", "DEFAULT_EXAMPLES", "RunReport",
-    "expected", "run", "run_check", "select", "tolerances",
+    "WorkerAdapter", "WorkerFault", "expected", "run", "run_check", "select", "tolerances",
 ]

@@ -1,4 +1,5 @@
-"""The conformance matrix: every adapter run in its own process, one Markdown table of the results.
+"""The conformance matrix: every adapter run in its own process, one Markdown table of the results
+(and the same as a static HTML page, ``matrix_html.py``).
 
 Each adapter runs as ``python -m bnspec run TARGET --json ...`` in a fresh process (Keras picks its
 backend per process, JAX its precision; a crashing backend takes only its own column down). The
@@ -21,7 +22,8 @@ from typing import Any
 from .registry import CHECKS
 
 STATUS_TEXT = {"pass": "pass", "profile": "profile", "deviation": "deviation", "fail": "**FAIL**",
-               "error": "**ERROR**", "unsupported": "unsupported"}
+               "error": "**ERROR**", "crash": "**CRASH**", "timeout": "**TIMEOUT**", "unsupported": "unsupported"}
+LINKED = ("fail", "error", "crash", "timeout", "deviation")  # cells that link to their case
 
 
 @dataclass
@@ -64,7 +66,7 @@ def _budget(c: dict[str, Any]) -> str:
     return " (inf)" if b == "inf" else f" ({b:.2f})"
 
 
-def _anchor(target: str, check: str) -> str:
+def anchor(target: str, check: str) -> str:
     return f"{target}-{check}".lower().replace(":", "-").replace("/", "-").replace(".", "-")
 
 
@@ -75,8 +77,8 @@ def cell(col: Column, check: str) -> str:
     if c is None:
         return "-"
     text = STATUS_TEXT.get(c["status"], c["status"]) + _budget(c)
-    if c["status"] in ("fail", "error", "deviation"):
-        text = f"[{text}](#{_anchor(col.target, check)})"
+    if c["status"] in LINKED:
+        text = f"[{text}](#{anchor(col.target, check)})"
     return text
 
 
@@ -101,7 +103,7 @@ def render(columns: Sequence[Column], seed: int, examples: int, command: str,
             lines.append(f"| {col.target} | not run: {col.problem} | |")
             continue
         env = col.report["environment"]
-        versions = ", ".join(f"{k} {v}" for k, v in env.items() if k not in ("platform",))
+        versions = ", ".join(f"{k} {v}" for k, v in env.items() if k not in ("platform", "device_name"))
         verdict = "conforms" if col.report["summary"]["ok"] else "does not conform"
         counts = ", ".join(f"{n} {s}" for s, n in sorted(col.report["summary"]["counts"].items()))
         lines.append(f"| {col.target} | {verdict}: {counts} | {versions} |")
@@ -119,9 +121,9 @@ def render(columns: Sequence[Column], seed: int, examples: int, command: str,
     details = []
     for col in columns:
         for name, c in col.checks.items():
-            if c["status"] not in ("fail", "error", "deviation"):
+            if c["status"] not in LINKED:
                 continue
-            details += [f'<a id="{_anchor(col.target, name)}"></a>', "",
+            details += [f'<a id="{anchor(col.target, name)}"></a>', "",
                         f"### {col.target}: {name} ({c['status']})", "", f"Clauses: {', '.join(c['clauses'])}.", ""]
             if c.get("note"):
                 details += [c["note"], ""]
@@ -138,17 +140,23 @@ def render(columns: Sequence[Column], seed: int, examples: int, command: str,
 
 def build(targets: Sequence[str], out_dir: Path, seed: int, examples: int, timeout: float, command: str,
           skipped: Sequence[tuple[str, str]] = (),
-          progress: Callable[[str, Column], None] | None = None) -> tuple[list[Column], Path]:
-    """Run every target and write ``out_dir/conformance.md``; return the columns and its path."""
+          progress: Callable[[str, Column], None] | None = None,
+          on_start: Callable[[str], None] | None = None) -> tuple[list[Column], Path]:
+    """Run every target and write ``out_dir/conformance.md`` and ``out_dir/conformance.html``;
+    return the columns and the Markdown's path."""
+    from . import matrix_html
+    from .results import write_atomic
+
     (out_dir / "reports").mkdir(parents=True, exist_ok=True)
     columns = []
     for target in targets:
+        if on_start:
+            on_start(target)
         col = run_column(target, out_dir, seed, examples, timeout)
         columns.append(col)
         if progress:
             progress(target, col)
     md = out_dir / "conformance.md"
-    tmp = md.with_suffix(".md.tmp")
-    tmp.write_text(render(columns, seed, examples, command, skipped))
-    os.replace(tmp, md)
+    write_atomic(md, render(columns, seed, examples, command, skipped))
+    write_atomic(out_dir / "conformance.html", matrix_html.render(columns, seed, examples, command, skipped))
     return columns, md

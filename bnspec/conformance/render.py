@@ -1,4 +1,5 @@
-"""The terminal rendering of a ``RunReport``: a table per clause area, then what did not pass.
+"""The terminal rendering of a ``RunReport``: a table per clause area, then what did not pass;
+and the progress bar shown while the checks run.
 
 Colour only when the stream is a terminal (and ``NO_COLOR`` is unset).
 """
@@ -6,13 +7,17 @@ Colour only when the stream is a terminal (and ``NO_COLOR`` is unset).
 from __future__ import annotations
 
 import os
+import shutil
 from typing import TextIO
 
 from ..adapters.contract import profiles_of
-from .results import CheckResult, RunReport
+from .check import Check
+from .results import STATUSES, CheckResult, RunReport
 
-_COLOURS = {"pass": "32", "profile": "36", "deviation": "33", "fail": "31", "error": "31", "unsupported": "90"}
+_COLOURS = {"pass": "32", "profile": "36", "deviation": "33", "fail": "31", "error": "31", "crash": "31",
+            "timeout": "31", "unsupported": "90"}
 _COLUMNS = ("pass", "profile", "deviation", "fail", "error", "unsupported")
+_RARE = ("crash", "timeout")  # columns shown only when some check has that status
 
 
 def use_colour(stream: TextIO) -> bool:
@@ -41,12 +46,14 @@ def area_table(report: RunReport, colour: bool = False) -> str:
     areas: dict[str, list[CheckResult]] = {}
     for r in report.results:
         areas.setdefault(r.area, []).append(r)
-    head = f"{'area':<10}{'checks':>7}" + "".join(f"{c:>12}" for c in _COLUMNS) + f"{'budget':>9}"
+    seen = {r.status for r in report.results}
+    columns = [c for c in STATUSES if c in _COLUMNS or c in seen]
+    head = f"{'area':<10}{'checks':>7}" + "".join(f"{c:>12}" for c in columns) + f"{'budget':>9}"
     lines = [head, "-" * len(head)]
     for area, results in areas.items():
-        counts = {c: sum(r.status == c for r in results) for c in _COLUMNS}
+        counts = {c: sum(r.status == c for r in results) for c in columns}
         budgets = [r.budget for r in results if r.budget is not None]
-        cells = "".join(_paint(f"{counts[c]:>12}", c, colour and counts[c] > 0) for c in _COLUMNS)
+        cells = "".join(_paint(f"{counts[c]:>12}", c, colour and counts[c] > 0) for c in columns)
         lines.append(f"{area:<10}{len(results):>7}{cells}{budget_text(max(budgets) if budgets else None):>9}")
     return "\n".join(lines)
 
@@ -76,7 +83,7 @@ def details(report: RunReport, colour: bool = False, verbose: bool = False) -> s
 
 def summary(report: RunReport, colour: bool = False) -> str:
     counts = report.counts()
-    parts = [f"{counts[c]} {c}" for c in _COLUMNS if counts.get(c)]
+    parts = [f"{counts[c]} {c}" for c in STATUSES if counts.get(c)]
     verdict = "conforms" if report.ok else "DOES NOT CONFORM"
     if not report.complete:
         verdict += " (interrupted: incomplete)"
@@ -91,3 +98,42 @@ def render(report: RunReport, colour: bool = False, verbose: bool = False) -> st
         parts += ["", body]
     parts += ["", summary(report, colour)]
     return "\n".join(parts)
+
+
+class Progress:
+    """A progress bar on a terminal: the checks done of ``total``, and the one running.
+
+    Nothing at all when ``stream`` is not a terminal: logs get the final table instead.
+    """
+
+    def __init__(self, stream: TextIO, total: int, label: str, colour: bool = False) -> None:
+        self.stream, self.total, self.label, self.colour = stream, max(total, 1), label, colour
+        self.done_count, self.bad = 0, 0
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+
+    def start(self, check: Check) -> None:
+        self._draw(check.name)
+
+    def __call__(self, result: CheckResult) -> None:
+        self.done_count += 1
+        self.bad += result.failed
+        self._draw(f"{result.name}: {result.status}")
+
+    def _draw(self, text: str) -> None:
+        if not self.tty:
+            return
+        width = shutil.get_terminal_size((80, 20)).columns
+        cells = 20
+        filled = cells * self.done_count // self.total
+        bar = "#" * filled + "-" * (cells - filled)
+        bad = f", {self.bad} failing" if self.bad else ""
+        line = f"[{bar}] {self.done_count}/{self.total} {self.label}{bad}: {text}"[: max(width - 1, 10)]
+        if self.colour and self.bad:
+            line = _paint(line, "fail", True)
+        self.stream.write(f"\r\033[K{line}")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K")
+            self.stream.flush()

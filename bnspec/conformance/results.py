@@ -1,6 +1,7 @@
 """Results as data: one ``CheckResult`` per check, gathered in a ``RunReport``.
 
-Renderers (terminal, JSON) read these; nothing here prints. ``SCHEMA_VERSION`` versions the JSON.
+Renderers (terminal, JSON, JUnit, HTML) read these; nothing here prints. ``SCHEMA_VERSION``
+versions the JSON (``docs/report-schema.md``, ``docs/report.schema.json``).
 """
 
 from __future__ import annotations
@@ -8,14 +9,20 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-Status = Literal["pass", "profile", "fail", "deviation", "unsupported", "error"]
-FAILING: tuple[str, ...] = ("fail", "error")
-SCHEMA_VERSION = 1
+Status = Literal["pass", "profile", "fail", "deviation", "unsupported", "error", "crash", "timeout"]
+STATUSES: tuple[str, ...] = ("pass", "profile", "deviation", "fail", "error", "crash", "timeout", "unsupported")
+FAILING: tuple[str, ...] = ("fail", "error", "crash", "timeout")
+SCHEMA_VERSION = 2
+
+# Modules whose versions a report records when the run imported them.
+BACKEND_MODULES: tuple[str, ...] = ("torch", "jax", "jaxlib", "flax", "keras", "tensorflow", "onnxruntime", "onnx",
+                                    "tinygrad", "mlx", "cupy", "ml_dtypes")
 
 
 @dataclass
@@ -35,6 +42,7 @@ class CheckResult:
     reproducer: str | None = None
     seconds: float = 0.0
     note: str = ""  # e.g. the profile conformed under, or a stale known deviation
+    detail: str = ""  # for a crash, timeout or error: the worker's output or traceback (JSON only)
 
     @property
     def failed(self) -> bool:
@@ -54,6 +62,7 @@ class RunReport:
     results: list[CheckResult] = field(default_factory=list)
     complete: bool = True
     seconds: float = 0.0
+    timeout: float | None = None  # per-case limit of the worker; None when run in-process
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -75,6 +84,7 @@ class RunReport:
             "seed": self.seed,
             "examples": self.examples,
             "complete": self.complete,
+            "timeout": self.timeout,
             "seconds": round(self.seconds, 3),
             "summary": {"ok": self.ok, "counts": self.counts(), "checks": len(self.results)},
             "checks": [_jsonable(asdict(r)) for r in self.results],
@@ -94,10 +104,9 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def environment(backend_modules: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Versions of Python, NumPy, hypothesis, bnspec and any backend module already imported."""
-    import sys
-
+def environment(backend_modules: tuple[str, ...] = (), device: str | None = None) -> dict[str, Any]:
+    """Versions of Python, NumPy, hypothesis, bnspec and any backend module already imported;
+    with ``device`` (the adapter's), that device and, where it can be told, its model."""
     import hypothesis
     import numpy
 
@@ -114,19 +123,60 @@ def environment(backend_modules: tuple[str, ...] = ()) -> dict[str, Any]:
         mod = sys.modules.get(name)
         if mod is not None:
             env[name] = getattr(mod, "__version__", "unknown")
+    if device is not None:
+        env["device"] = device
+        env["device_name"] = device_name(device)
     return env
 
 
-def write_json(report: RunReport, path: str | Path) -> None:
-    """Write the report atomically: a temporary file in the same folder, then a rename."""
+def device_name(device: str) -> str:
+    """The model of ``device`` ("cpu", "cuda", "cuda:1", "gpu"), or "" where it cannot be told.
+
+    Asks only frameworks the run already imported; never imports one.
+    """
+    try:
+        if device.startswith("cuda") and "torch" in sys.modules:
+            torch = sys.modules["torch"]
+            index = int(device.split(":")[1]) if ":" in device else 0
+            return str(torch.cuda.get_device_name(index))
+        if device in ("gpu", "tpu") and "jax" in sys.modules:
+            return str(sys.modules["jax"].devices()[0].device_kind)
+        if device.startswith("cpu"):
+            return _cpu_model()
+    except Exception:  # noqa: BLE001 - a description, not worth failing a report over
+        return ""
+    return ""
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, then a rename.
+
+    A reader never sees half a file, and an interrupted write leaves the old file (or none).
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(report.to_dict(), fh, indent=2, allow_nan=False, default=str)
-            fh.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(report: RunReport, path: str | Path) -> None:
+    """Write the report as JSON, atomically."""
+    write_atomic(path, json.dumps(report.to_dict(), indent=2, allow_nan=False, default=str) + "\n")

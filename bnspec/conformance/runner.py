@@ -3,14 +3,22 @@
 A check's property run is seeded from the run's seed and the check's name, so ``--seed N``
 reproduces a run exactly, and any one check can be rerun alone with the same cases. When a case
 fails, hypothesis shrinks it; the last case it ran is the minimal one the report shows.
+
+Given a ``WorkerAdapter`` (``worker.py``), the backend runs in another process: a crash, a hang or
+a result that cannot come back ends only the check it happened in (status crash, timeout or error,
+with that case), and the next check gets a fresh worker. Such a case is not shrunk: each try could
+cost a crash or a whole timeout. Ctrl-C stops the run and returns what finished, marked incomplete.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import signal
+import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
@@ -22,6 +30,7 @@ from .compare import Verdict
 from .registry import CHECKS
 from .repro import reproducer
 from .results import CheckResult, RunReport, environment
+from .worker import WorkerAdapter, WorkerFault
 
 DEFAULT_EXAMPLES = 20
 
@@ -48,6 +57,11 @@ def select(pattern: str | None, checks: Iterable[Check] = CHECKS) -> list[Check]
     return [c for c in checks if hit(c)]
 
 
+def _describe(subject: Any) -> str:
+    describe = getattr(subject, "describe", None)
+    return describe() if describe else repr(subject)
+
+
 def run_check(adapter: Adapter, check: Check, examples: int, run_seed: int, target: str) -> CheckResult:
     caps = adapter.capabilities
     base = dict(name=check.name, area=check.area, clauses=list(check.clauses), description=check.doc)
@@ -59,9 +73,11 @@ def run_check(adapter: Adapter, check: Check, examples: int, run_seed: int, targ
     worst = Verdict()
     count = 0
     failing: tuple[Any, Verdict] | None = None
+    current: Any = None  # the case being run, for a fault's report
 
     def attempt(subject: Any) -> Verdict:
-        nonlocal worst, count, failing
+        nonlocal worst, count, failing, current
+        current = subject
         v = check.evaluate(adapter.run, subject, ctx)
         count += 1
         worst = Verdict(worst.ok, max(worst.budget, v.budget if v.ok else 0.0))
@@ -69,29 +85,45 @@ def run_check(adapter: Adapter, check: Check, examples: int, run_seed: int, targ
             failing = (subject, v)
         return v
 
-    for case in check.fixed_cases(caps):
-        if not attempt(case).ok:
-            break
-    strategy = check.strategy(caps) if failing is None and examples > 0 else None
-    if strategy is not None:
-        def prop(subject: Any) -> None:
-            if not attempt(subject).ok:
-                raise _Failed
+    fault: WorkerFault | None = None
+    try:
+        for case in check.fixed_cases(caps):
+            if not attempt(case).ok:
+                break
+        strategy = check.strategy(caps) if failing is None and examples > 0 else None
+        if strategy is not None:
+            def prop(subject: Any) -> None:
+                if not attempt(subject).ok:
+                    raise _Failed
 
-        test = settings(
-            max_examples=examples, database=None, deadline=None, derandomize=False, verbosity=Verbosity.quiet,
-            suppress_health_check=list(HealthCheck), report_multiple_bugs=False, print_blob=False,
-            phases=(Phase.explicit, Phase.generate, Phase.shrink),
-        )(seed(check_seed(run_seed, check.name))(given(strategy)(prop)))
-        try:
-            test()
-        except _Failed:
-            pass
-        except Exception as exc:  # noqa: BLE001 - hypothesis' own errors (flaky, unsatisfiable) are results too
-            if failing is None:
-                return CheckResult(status="error", examples=count, message=f"the suite could not run this check: "
-                                   f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - start, **base)
+            test = settings(
+                max_examples=examples, database=None, deadline=None, derandomize=False, verbosity=Verbosity.quiet,
+                suppress_health_check=list(HealthCheck), report_multiple_bugs=False, print_blob=False,
+                phases=(Phase.explicit, Phase.generate, Phase.shrink),
+            )(seed(check_seed(run_seed, check.name))(given(strategy)(prop)))
+            try:
+                test()
+            except _Failed:
+                pass
+            except Exception as exc:  # noqa: BLE001 - hypothesis' own errors (flaky, unsatisfiable) are results too
+                if failing is None:
+                    return CheckResult(status="error", examples=count, message=f"the suite could not run this check: "
+                                       f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - start, **base)
+    except WorkerFault as exc:  # a BaseException: it went through the check and hypothesis untouched
+        fault = exc
     seconds = time.perf_counter() - start
+    if fault is not None and failing is None:
+        return CheckResult(
+            status=fault.status,  # type: ignore[arg-type]
+            examples=count + 1,
+            budget=worst.budget if count else None,
+            message=f"{fault.reason} ({', '.join(check.clauses)}) [{adapter.name}: {_describe(current)}]",
+            case=_describe(current),
+            reproducer=reproducer(target, current) or None,
+            seconds=seconds,
+            detail=fault.detail,
+            **base,
+        )
     if failing is None:
         status = "profile" if check.uses_profile(caps) else "pass"
         note = f"conforms under profile {', '.join(check.profiles_used(caps))}" if status == "profile" else ""
@@ -101,38 +133,86 @@ def run_check(adapter: Adapter, check: Check, examples: int, run_seed: int, targ
                            seconds=seconds, note=note, **base)
     subject, verdict = failing
     deviation = caps.deviation(check.name)
-    describe = getattr(subject, "describe", None)
+    note = f"known deviation: {deviation}" if deviation else ""
+    if fault is not None:  # a failure was found; a fault while shrinking it ends the shrinking only
+        note = "; ".join(filter(None, [note, f"shrinking stopped: {fault.status} on {_describe(current)}: {fault.reason}"]))
     return CheckResult(
         status="deviation" if deviation else "fail",
         examples=count,
         budget=verdict.budget,
-        message=f"{verdict.message} ({', '.join(check.clauses)}) [{adapter.name}: "
-                f"{describe() if describe else subject!r}]",
-        case=describe() if describe else repr(subject),
+        message=f"{verdict.message} ({', '.join(check.clauses)}) [{adapter.name}: {_describe(subject)}]",
+        case=_describe(subject),
         worst=verdict.worst,
         reproducer=reproducer(target, subject, verdict.worst.get("output"), verdict.worst.get("index")),
         seconds=seconds,
-        note=f"known deviation: {deviation}" if deviation else "",
+        note=note,
+        detail=fault.detail if fault is not None else "",
         **base,
     )
 
 
 def run(adapter: Adapter, *, target: str | None = None, examples: int = DEFAULT_EXAMPLES, run_seed: int = 0,
         pattern: str | None = None, on_result: Callable[[CheckResult], None] | None = None,
-        backend_modules: tuple[str, ...] = ()) -> RunReport:
-    """Run every selected check against ``adapter``; ``on_result`` sees each result as it lands."""
+        backend_modules: tuple[str, ...] = (), on_start: Callable[[Check], None] | None = None) -> RunReport:
+    """Run every selected check against ``adapter``; ``on_start`` sees each check as it begins,
+    ``on_result`` each result as it lands.
+
+    Ctrl-C (``KeyboardInterrupt``) stops the run: the report holds what finished, with
+    ``complete`` False. The environment comes from the worker for a ``WorkerAdapter``, else from
+    this process (``backend_modules``: the modules whose versions to record).
+    """
     start = time.perf_counter()
     target = target or adapter.name
+    isolated = isinstance(adapter, WorkerAdapter)
     report = RunReport(adapter=adapter.name, target=target, capabilities=asdict(adapter.capabilities),
-                       environment={}, seed=run_seed, examples=examples)
+                       environment={}, seed=run_seed, examples=examples,
+                       timeout=adapter.timeout if isolated else None)
     try:
         for check in select(pattern):
+            if on_start is not None:
+                on_start(check)
             result = run_check(adapter, check, examples, run_seed, target)
             report.results.append(result)
             if on_result is not None:
                 on_result(result)
     except KeyboardInterrupt:
         report.complete = False
-    report.environment = environment(backend_modules)
+    if isolated:
+        report.environment = adapter.environment()
+    else:
+        report.environment = environment(backend_modules, adapter.capabilities.device)
     report.seconds = time.perf_counter() - start
     return report
+
+
+class Stop:
+    """Which signal stopped the run (``signum``), and whether more are being held off."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.holding = False
+
+    def handle(self, signum: int, frame: object) -> None:
+        self.signum = self.signum or signum
+        if not self.holding:
+            raise KeyboardInterrupt
+
+    def hold(self) -> None:
+        """From now on a signal is only recorded: what finished is being written."""
+        self.holding = True
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[Stop]:
+    """Within the block, SIGINT and SIGTERM raise ``KeyboardInterrupt``, which ``run`` turns into
+    an incomplete report; ``Stop.signum`` says which came. Outside the main thread, a no-op."""
+    stop = Stop()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {s: signal.signal(s, stop.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
