@@ -1,5 +1,6 @@
 """PyTorch adapters: ``torch`` (the ``nn.BatchNorm1d/2d/3d`` modules users run), ``torch-functional``
-(``torch.nn.functional.batch_norm``) and ``torch-cuda`` (the modules on a CUDA device).
+(``torch.nn.functional.batch_norm``), ``torch-cuda`` (the modules on a CUDA device, cuDNN where
+PyTorch picks it) and ``torch-cuda-native`` (the same with cuDNN disabled: PyTorch's own kernels).
 
 PyTorch's momentum is already the spec's (weight of the new batch), so it maps one to one.
 Channel-last cases run on a permuted view, which for rank 4 and 5 is exactly the
@@ -170,3 +171,27 @@ class TorchCudaAdapter(TorchAdapter):
         if not torch.cuda.is_available():
             return f"no CUDA device (torch {torch.__version__}, torch.cuda.is_available() is False)"
         return None
+
+
+class TorchCudaNativeAdapter(TorchCudaAdapter):
+    """The modules on CUDA with cuDNN disabled, so PyTorch's own CUDA kernels run every call."""
+
+    name = "torch-cuda-native"
+    capabilities = Capabilities(
+        dtypes=TorchAdapter.capabilities.dtypes,
+        channel_axes=(1, -1),
+        stats_dtypes=("float32",),
+        device="cuda",
+        notes="nn.BatchNorm1d/2d/3d on CUDA with torch.backends.cudnn.enabled = False around each call",
+        known_deviations=_DEVIATIONS,
+    )
+
+    def run(self, case: Case) -> Outcome:
+        import torch
+
+        before = torch.backends.cudnn.enabled
+        torch.backends.cudnn.enabled = False  # only this flag; cudnn.flags() would reset the others too
+        try:
+            return super().run(case)
+        finally:
+            torch.backends.cudnn.enabled = before

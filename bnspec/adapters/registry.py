@@ -60,6 +60,10 @@ _BUILTIN = (
           "tinygrad nn.BatchNorm with tinygrad's autograd"),
     Entry("mlx", "bnspec.adapters.mlx:MlxAdapter", ("mlx",), "pip install 'bnspec[mlx]'",
           "MLX nn.BatchNorm with mlx.core.grad"),
+    Entry("cupy", "bnspec.adapters.cupy:CupyAdapter", ("cupy",), "pip install 'bnspec[cupy]'",
+          "bnspec's own CUDA kernels through CuPy (needs a CUDA device)"),
+    Entry("torch-cuda-native", "bnspec.adapters.pytorch:TorchCudaNativeAdapter", ("torch",),
+          "pip install 'bnspec[torch]'", "PyTorch nn.BatchNorm*d on CUDA with cuDNN disabled (its native kernels)"),
 )
 
 BUILTIN: MappingProxyType[str, Entry] = MappingProxyType({e.name: e for e in _BUILTIN})
