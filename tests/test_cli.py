@@ -75,3 +75,12 @@ def test_spec_prints_a_clause_and_the_list(capsys):
     listing = capsys.readouterr().out
     assert "BN-TRAIN-3" in listing and "BN-PREC-1" in listing
     assert main(["spec", "BN-" + "NOPE-9"]) == 2  # built, so the clause-ID scan does not see it
+
+
+def test_run_help_states_the_real_default_example_count():
+    from bnspec.cli import parser
+    from bnspec.conformance import DEFAULT_EXAMPLES
+
+    run = parser()._subparsers._group_actions[0].choices["run"]
+    text = next(a.help for a in run._actions if "--examples" in a.option_strings)
+    assert f"(default: {DEFAULT_EXAMPLES})" in text
