@@ -71,11 +71,26 @@ def cells(md: str, column: str) -> dict[str, str]:
     return out
 
 
-@pytest.mark.parametrize("target", ["reference", "torch"])
+def _committed_columns() -> list[str]:
+    header = next(line for line in (ROOT / "docs" / "conformance.md").read_text().splitlines()
+                  if line.startswith("| check |"))
+    return [h.strip() for h in header.strip("|").split("|")][2:]
+
+
+@pytest.mark.parametrize("target", _committed_columns())
 def test_committed_matrix_matches_a_fresh_run(tmp_path, target):
-    """The committed docs/conformance.md column equals a fresh run with its seed and examples."""
-    if target == "torch":
-        pytest.importorskip("torch")
+    """The committed docs/conformance.md column equals a fresh run with its seed and examples.
+
+    The reference's budgets are exact and compared too. A framework's are measurements: the same
+    cases give torch's vectorized reductions another summation order when the arrays sit at another
+    memory alignment (seen: train-output 0.33 in one process layout, 0.20 in another), so for the
+    frameworks the statuses are compared, and passing budgets only to be within the model (at most 1).
+    Each column is skipped, saying why, where its framework is not installed."""
+    # Asked in a fresh process: Keras can tell whether it is usable only before keras is imported.
+    ask = f"from bnspec.adapters.registry import unavailable_reason as u; print(u({target!r}) or '')"
+    reason = subprocess.run([sys.executable, "-c", ask], capture_output=True, text=True, timeout=300).stdout.strip()
+    if reason:
+        pytest.skip(f"{target}: {reason}")
     committed = (ROOT / "docs" / "conformance.md").read_text()
     seed = re.search(r"\(seed (\d+), (\d+) examples per check\)", committed)
     assert seed, "docs/conformance.md does not say its seed"
@@ -84,4 +99,8 @@ def test_committed_matrix_matches_a_fresh_run(tmp_path, target):
     p = matrix(target, "--seed", seed.group(1), "--examples", seed.group(2), "--out", str(tmp_path))
     assert p.returncode in (0, 1), p.stderr
     got = cells((tmp_path / "conformance.md").read_text(), target)
+    if target != "reference":
+        budgets = [float(b) for c in got.values() for b in re.findall(r"\((\d+\.\d+)\)", c) if "pass" in c]
+        assert all(b <= 1.0 for b in budgets), got
+        got, want = ({k: re.sub(r" \([^)]*\)", "", v) for k, v in d.items()} for d in (got, want))
     assert got == want
