@@ -45,7 +45,8 @@ def test_default_run_conforms_with_declared_deviations(name, tmp_path):
     # K4 shows on every case far enough from zero; at 8 examples these two checks may draw none.
     draw_dependent = frozenset({"grad-affine-off", "special-nonfinite"}) if name == "keras-torch" else frozenset()
     status = {c["name"]: c["status"] for c in assert_conforms(name, tmp_path, draw_dependent=draw_dependent)["checks"]}
-    assert status["running-momentum"] == "profile"  # biased-running-var
+    # biased-running-var; on torch K4's one-pass variance makes the same check a declared deviation
+    assert status["running-momentum"] == ("deviation" if name == "keras-torch" else "profile")
     assert status["running-cumulative"] == "unsupported" and status["running-counter"] == "unsupported"
 
 
