@@ -122,11 +122,24 @@ def environment(backend_modules: tuple[str, ...] = (), device: str | None = None
     for name in backend_modules:
         mod = sys.modules.get(name)
         if mod is not None:
-            env[name] = getattr(mod, "__version__", "unknown")
+            env[name] = getattr(mod, "__version__", None) or _distribution_version(name)
     if device is not None:
         env["device"] = device
         env["device_name"] = device_name(device)
     return env
+
+
+def _distribution_version(module: str) -> str:
+    """The installed version of the distribution providing ``module`` (tinygrad and MLX set no
+    ``__version__``), or "unknown"."""
+    from importlib.metadata import PackageNotFoundError, packages_distributions, version
+
+    for dist in [module, *packages_distributions().get(module, [])]:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    return "unknown"
 
 
 def device_name(device: str) -> str:
