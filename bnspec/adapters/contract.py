@@ -23,7 +23,10 @@ class Case:
 
     ``momentum`` is the weight of the new batch (BN-RUN-1), or None for the cumulative average
     (BN-RUN-3). ``running_mean`` None means no running statistics are tracked (BN-RUN-5).
-    ``grad_output`` (dy) given means gradients are asked for.
+    ``grad_output`` (dy) given means gradients are asked for. ``shards`` given means the batch is
+    split over ``len(shards)`` replicas, replica ``r`` holding the next ``shards[r]`` rows along
+    axis 0 (section 10, BN-SYNC-*); None is one replica. The answer is the concatenated batch's
+    either way, so outputs come back concatenated in replica order.
     """
 
     x: np.ndarray
@@ -37,6 +40,25 @@ class Case:
     running_var: np.ndarray | None = None
     num_batches_tracked: int = 0
     grad_output: np.ndarray | None = None
+    shards: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.shards is not None:  # a wrong split is the caller's error, not the backend's subject
+            from ..reference.sync import check_shards
+
+            batch = self.x.shape[0] if getattr(self.x, "ndim", 0) else 0
+            object.__setattr__(self, "shards", check_shards(self.shards, batch))
+
+    @property
+    def replicas(self) -> int:
+        """R of the spec's section 10: how many replicas the batch is split over."""
+        return len(self.shards) if self.shards is not None else 1
+
+    def split(self, a: np.ndarray) -> list[np.ndarray]:
+        """Replica ``r``'s rows of ``a`` (``x`` or ``grad_output``), along axis 0, in replica order."""
+        from ..reference.sync import split
+
+        return split(a, self.shards if self.shards is not None else (a.shape[0],))
 
     @property
     def channel_axis(self) -> int:
@@ -80,12 +102,29 @@ class Case:
             parts.append(f"stats {dtype_name(self.running_mean.dtype)}")
         if self.grad_output is not None:
             parts.append("grad")
+        if self.shards is not None:
+            parts.append(f"shards {'+'.join(map(str, self.shards))}")
         return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class ReplicaState:
+    """One replica's running statistics and counter after a synchronized step (BN-SYNC-3)."""
+
+    running_mean: np.ndarray | None = None
+    running_var: np.ndarray | None = None
+    num_batches_tracked: int | None = None
 
 
 @dataclass
 class Outcome:
-    """What a backend produced for a ``Case``; None where not asked for or not applicable."""
+    """What a backend produced for a ``Case``; None where not asked for or not applicable.
+
+    For a case split over replicas (``Case.shards``): ``y`` and ``grad_input`` concatenated in
+    replica order; ``grad_weight`` and ``grad_bias`` summed over replicas (BN-SYNC-4); the running
+    statistics and counter are replica 0's, and ``replica_stats`` holds every replica's, in order,
+    so that a check can see replicas that disagree (BN-SYNC-3).
+    """
 
     y: np.ndarray | None = None
     running_mean: np.ndarray | None = None
@@ -94,6 +133,7 @@ class Outcome:
     grad_input: np.ndarray | None = None
     grad_weight: np.ndarray | None = None
     grad_bias: np.ndarray | None = None
+    replica_stats: tuple[ReplicaState, ...] | None = None
 
 
 RunningVarEstimator = Literal["unbiased", "biased"]
@@ -108,7 +148,9 @@ class Capabilities:
     ``biased-running-var`` profile of ``spec/conventions.md``, ``dtype_rule="promoted"`` the
     ``promoted-dtype`` one: checked against the profile and reported as conforming under it. ``known_deviations`` maps a check's name to a documented
     reason (``spec/conventions.md``, Findings): such a check still runs and is reported as a
-    known deviation when it fails, and as stale when it passes.
+    known deviation when it fails, and as stale when it passes. ``replicas`` lists the replica
+    counts R the adapter can split a case over (section 10); empty: not distributed, and the
+    synchronized checks are unsupported.
     """
 
     dtypes: tuple[str, ...] = ("float32", "float64")
@@ -125,6 +167,7 @@ class Capabilities:
     half_params: bool = True  # half inputs may come with half parameters and state (else only stats_dtypes)
     device: str = "cpu"
     notes: str = ""
+    replicas: tuple[int, ...] = ()
     known_deviations: tuple[tuple[str, str], ...] = field(default=())
 
     @property

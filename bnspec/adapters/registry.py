@@ -64,6 +64,13 @@ _BUILTIN = (
           "bnspec's own CUDA kernels through CuPy (needs a CUDA device)"),
     Entry("torch-cuda-native", "bnspec.adapters.pytorch:TorchCudaNativeAdapter", ("torch",),
           "pip install 'bnspec[torch]'", "PyTorch nn.BatchNorm*d on CUDA with cuDNN disabled (its native kernels)"),
+    Entry("torch-sync", "bnspec.adapters.torch_sync:TorchSyncAdapter", ("torch",), "pip install 'bnspec[torch]'",
+          "PyTorch nn.SyncBatchNorm over torch.distributed (gloo), one process per replica, on CUDA"),
+    Entry("flax-sync", "bnspec.adapters.flax_sync:FlaxSyncAdapter", ("flax", "jax"), "pip install 'bnspec[jax]'",
+          "Flax linen.BatchNorm(axis_name=...) under jax.shard_map, one CPU device per replica"),
+    Entry("keras-sync", "bnspec.adapters.keras_sync:KerasSyncAdapter", ("keras", "tensorflow"),
+          "pip install 'bnspec[keras,tensorflow]'",
+          "Keras 3 BatchNormalization(synchronized=True) under tf.distribute.MirroredStrategy, one CPU device per replica"),
 )
 
 BUILTIN: MappingProxyType[str, Entry] = MappingProxyType({e.name: e for e in _BUILTIN})

@@ -35,6 +35,15 @@ from .checks_more import (
     SpecialConstant,
     SpecialNonFinite,
 )
+from .checks_sync import (
+    SyncEmptyBatch,
+    SyncEmptyShard,
+    SyncEqualShards,
+    SyncMergeByCount,
+    SyncOneValue,
+    SyncReplicasAgree,
+    SyncUnequalShards,
+)
 
 CHECKS: tuple[Check, ...] = (
     TrainOutput(), TrainAffineOff(), TrainBatchStatsOnly(),
@@ -47,6 +56,8 @@ CHECKS: tuple[Check, ...] = (
     ArgOneValue(), ArgShape(), ArgNonFloating(), ArgNegativeEps(), ArgMomentumRange(),
     InputsUnmutated(), EmptyBatch(),
     MultiStep(),
+    SyncEqualShards(), SyncUnequalShards(), SyncEmptyShard(), SyncMergeByCount(), SyncReplicasAgree(), SyncOneValue(),
+    SyncEmptyBatch(),
 )
 
 AREAS: tuple[str, ...] = tuple(dict.fromkeys(c.area for c in CHECKS))

@@ -35,6 +35,8 @@ def case_source(case: Case) -> str:
     fields = [f"    x={array_source(case.x)},"]
     for name in ("axis", "training", "eps", "momentum", "num_batches_tracked"):
         fields.append(f"    {name}={getattr(case, name)!r},")
+    if case.shards is not None:  # split over replicas (section 10)
+        fields.append(f"    shards={case.shards!r},")
     for name in ("weight", "bias", "running_mean", "running_var", "grad_output"):
         value = getattr(case, name)
         if value is not None:

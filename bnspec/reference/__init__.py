@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import exact, functional, running
+from . import exact, functional, running, sync
 from .running import RunningVar
 from .validate import channel_axis, check_arguments
 
-__all__ = ["Step", "step", "channel_axis", "check_arguments", "RunningVar", "exact", "functional", "running"]
+__all__ = ["Step", "step", "channel_axis", "check_arguments", "RunningVar", "exact", "functional", "running",
+           "sync"]
 
 
 @dataclass(frozen=True)
