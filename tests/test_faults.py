@@ -150,3 +150,16 @@ def test_timeout_option_states_its_default_and_needs_the_worker(capsys):
     with pytest.raises(SystemExit):
         main(["run", "reference", "--timeout", "0"])
     assert "must be a positive number of seconds" in capsys.readouterr().err
+
+
+def test_replica_statistics_come_back_from_the_worker():
+    """A synchronized adapter's per-replica state (BN-SYNC-3) is part of the contract and crosses the
+    process boundary; an object of the adapter's own classes there still does not."""
+    import numpy as np
+
+    from bnspec.adapters.contract import Outcome, ReplicaState
+    from bnspec.conformance.worker_process import plain
+
+    ok = Outcome(y=np.zeros(2), replica_stats=[ReplicaState(np.zeros(1), np.ones(1), 3)])
+    assert plain(ok) is None
+    assert "replica_stats" in (plain(Outcome(replica_stats=[object()])) or "")

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters.contract import Capabilities, Case, Outcome
+from ..adapters.contract import Capabilities, Case, Outcome, ReplicaState
 from ..errors import BnspecError
 
 _HEADER = 8  # bytes of the little-endian frame length
@@ -88,7 +88,7 @@ def plain(value: Any, depth: int = 0) -> str | None:
     """Why ``value`` cannot come back to the parent as it is, or None when it can.
 
     NumPy arrays and scalars, Python numbers, strings and None, and lists, tuples, dicts and
-    ``Outcome`` objects of those come back unchanged, so the checks judge them as they would
+    ``Outcome`` (and its ``ReplicaState``) objects of those come back unchanged, so the checks judge them as they would
     in-process (a list instead of an ``Outcome`` still fails its check). Anything else (a framework
     tensor, an object of the adapter's own classes) does not.
     """
@@ -103,8 +103,8 @@ def plain(value: Any, depth: int = 0) -> str | None:
         return None
     if isinstance(value, np.generic):
         return None if root in ("numpy", "ml_dtypes") and not isinstance(value, np.object_) else "is an odd scalar"
-    if type(value) is Outcome:
-        for f in fields(Outcome):
+    if type(value) in (Outcome, ReplicaState):  # the contract's own result types
+        for f in fields(value):
             why = plain(getattr(value, f.name), depth + 1)
             if why:
                 return f"has {f.name} that {why}"
