@@ -23,6 +23,7 @@ from bnspec.conformance import DEFAULT_EXAMPLES, run
 from bnspec.conformance.checks_sync import NOT_DISTRIBUTED
 from bnspec.conformance.registry import CHECKS
 from bnspec.conformance.repro import case_source
+from tests.adapters.conformance import assert_conforms
 
 from .adapters.replicated import (
     CounterPerReplica,
@@ -312,28 +313,10 @@ def test_keras_sync_merges_by_count():
     assert got["(0, 4)"][2][0] == got["(0, 4)"][2][1]
 
 
-def _conforms(name: str, tmp_path: Path, examples: int, draw_dependent: frozenset[str] = frozenset()) -> dict:
-    """``assert_conforms`` (tests/adapters/conformance.py) reading the declared deviations from the report
-    itself: loading a distributed adapter in this process could find JAX, TensorFlow or Keras already
-    started with other settings by an earlier test."""
-    out = tmp_path / f"{name}.json"
-    proc = subprocess.run([sys.executable, "-m", "bnspec", "run", name, "--seed", "0", "--examples", str(examples),
-                           "--json", str(out)], capture_output=True, text=True, timeout=1800, cwd=ROOT)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    report = json.loads(out.read_text())
-    status = {c["name"]: c["status"] for c in report["checks"]}
-    undetected = {check: status.get(check) for check, _ in report["capabilities"]["known_deviations"]
-                  if status.get(check) != "deviation"
-                  and not (check in draw_dependent and status.get(check) in ("pass", "profile"))}
-    assert undetected == {}, f"declared deviations not detected: {undetected}"
-    return report
-
-
 @pytest.mark.skipif(not _have("jax", "flax"), reason="jax and flax are not installed")
 def test_flax_sync_default_run_conforms_with_known_deviations(tmp_path):
     """R = 2 and 3, unequal and empty shards included, at a reduced example count."""
-    report = _conforms("flax-sync", tmp_path, examples=3,
+    report = assert_conforms("flax-sync", tmp_path, examples=3,
                        draw_dependent=frozenset({"train-affine-off", "train-batch-stats", "dtype-output",
                                                  "scenario-multistep"}))
     status = {c["name"]: c["status"] for c in report["checks"]}
@@ -345,7 +328,7 @@ def test_flax_sync_default_run_conforms_with_known_deviations(tmp_path):
 @pytest.mark.skipif(not _have("keras", "tensorflow"), reason="keras and tensorflow are not installed")
 def test_keras_sync_default_run_conforms_with_known_deviations(tmp_path):
     # K6's precision loss shows only on some draws; at three examples these five pass.
-    report = _conforms("keras-sync", tmp_path, examples=3, draw_dependent=frozenset({
+    report = assert_conforms("keras-sync", tmp_path, examples=3, draw_dependent=frozenset({
         "train-affine-off", "train-batch-stats", "scenario-multistep", "sync-unequal-shards", "sync-empty-shard"}))
     status = {c["name"]: c["status"] for c in report["checks"]}
     assert status["sync-merge-by-count"] == "profile" and status["sync-replicas-agree"] == "profile"
@@ -383,5 +366,5 @@ def test_torch_sync_on_cpu_is_unavailable_with_pytorchs_own_refusal():
 @pytest.mark.gpu
 @pytest.mark.skipif(not _cuda(), reason="no CUDA device")
 def test_torch_sync_default_run_on_cuda(tmp_path):
-    report = _conforms("torch-sync", tmp_path, examples=3)
+    report = assert_conforms("torch-sync", tmp_path, examples=3)
     assert report["capabilities"]["replicas"] == [2, 3, 4]
