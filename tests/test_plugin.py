@@ -14,6 +14,10 @@ import pytest
 
 from bnspec.conformance import CHECKS
 
+# A single-replica adapter runs every check but the SYNC ones, which it skips as unsupported.
+SYNC = sum(c.area == "SYNC" for c in CHECKS)
+SINGLE = len(CHECKS) - SYNC
+
 pytest_plugins = ["pytester"]
 
 VARIANTS = Path(__file__).resolve().parent / "adapters" / "variants.py"
@@ -51,7 +55,7 @@ def _own_clause(check) -> str:
 def test_reference_passes_every_check_beside_the_users_own_tests(pytester):
     pytester.makepyfile(test_mine="def test_mine(): pass")
     result = pytester.runpytest("--bnspec=reference", *FAST)
-    result.assert_outcomes(passed=len(CHECKS) + 1)
+    result.assert_outcomes(passed=SINGLE + 1, skipped=SYNC)
     assert re.search(r"bnspec: conformance of reference with seed \d+", result.stdout.str())
 
 
@@ -66,7 +70,7 @@ def test_k_selects_by_check_clause_and_area(pytester):
 def test_a_failure_reads_as_the_command_prints_it(pytester):
     """BN-ARG-5: an adapter that accepts any momentum fails with the clause, case and reproducer."""
     result = pytester.runpytest(f"--bnspec={VARIANTS}:NoMomentumCheck", "--bnspec-seed", "7", *FAST)
-    result.assert_outcomes(passed=len(CHECKS) - 1, failed=1)
+    result.assert_outcomes(passed=SINGLE - 1, failed=1, skipped=SYNC)
     out = result.stdout.str()
     result.stdout.fnmatch_lines([
         "*test_bnspec[[]no-momentum-check::arg-momentum-range::BN-ARG-5[]]*",
@@ -81,7 +85,7 @@ def test_a_failure_reads_as_the_command_prints_it(pytester):
 def test_x_stops_at_the_first_failure(pytester):
     result = pytester.runpytest(f"--bnspec={VARIANTS}:NoMomentumCheck", "-x", *FAST)
     outcomes = result.parseoutcomes()
-    assert outcomes["failed"] == 1 and outcomes.get("passed", 0) < len(CHECKS) - 1
+    assert outcomes["failed"] == 1 and outcomes.get("passed", 0) < SINGLE - 1
 
 
 def test_unsupported_skips_deviation_xfails_stale_xpasses(pytester):
@@ -91,7 +95,7 @@ def test_unsupported_skips_deviation_xfails_stale_xpasses(pytester):
     result.stdout.fnmatch_lines(["SKIPPED*unsupported: the adapter computes no gradients*"])
 
     result = pytester.runpytest(f"--bnspec={VARIANTS}:StaleDeviation", "-rX", *FAST)
-    result.assert_outcomes(passed=len(CHECKS) - 1, xpassed=1)
+    result.assert_outcomes(passed=SINGLE - 1, xpassed=1, skipped=SYNC)
     result.stdout.fnmatch_lines(["XPASS*arg-momentum-range*thought so*"])
 
 
@@ -125,7 +129,7 @@ def test_xdist_workers_share_one_seed(pytester):
     """Without --bnspec-seed the controller draws one; the workers' failure text quotes it."""
     pytest.importorskip("xdist")
     result = pytester.runpytest_subprocess(f"--bnspec={VARIANTS}:NoMomentumCheck", "-n", "2", *FAST)
-    result.assert_outcomes(passed=len(CHECKS) - 1, failed=1)
+    result.assert_outcomes(passed=SINGLE - 1, failed=1, skipped=SYNC)
     out = result.stdout.str()
     header = re.search(r"bnspec: conformance of \S+ with seed (\d+)", out)
     rerun = re.search(r"rerun: bnspec run \S+ --seed (\d+)", out)
