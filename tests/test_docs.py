@@ -80,7 +80,7 @@ def test_the_adapter_guide_runs_from_an_empty_file_to_an_installed_package(tmp_p
     assert "tinybn: conforms" in outputs["$ bnspec run tinybn_adapter.py:TinyBnAdapter --seed 0"]
     assert re.search(r"^tinybn +yes ", outputs["$ bnspec list"], re.M)
     assert "tinybn: conforms" in outputs["$ bnspec run tinybn"]
-    assert re.search(r"25 passed, 3 skipped", outputs["$ pytest --bnspec=tinybn -n 2"])
+    assert re.search(r"25 passed, 10 skipped", outputs["$ pytest --bnspec=tinybn -n 2"])
 
 
 def test_the_guide_shows_what_the_run_prints(tmp_path):
