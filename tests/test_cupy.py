@@ -479,10 +479,11 @@ def test_cupy_backend_glue_on_a_stand_in_cupy(monkeypatch):
 @pytest.mark.parametrize("chunk_bytes", [None, 256])
 def test_conformance_run_on_the_emulated_kernels(chunk_bytes):
     """The whole suite, default examples, on 64-thread blocks, in one launch per pass and in channel
-    chunks of 256 bytes (several launches for most channel-first cases): every check passes."""
+    chunks of 256 bytes (several launches for most channel-first cases): every check it can take passes."""
     report = run(EmulatedCupyAdapter(chunk_bytes=chunk_bytes), run_seed=0)
     assert report.ok, [(r.name, r.message) for r in report.results if r.failed]
-    assert not [r.name for r in report.results if r.status == "unsupported"]
+    # Only the SYNC checks (several replicas; this is one device) are outside its capabilities.
+    assert all(r.area == "SYNC" for r in report.results if r.status == "unsupported")
 
 
 @pytest.mark.slow
