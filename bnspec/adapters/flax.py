@@ -91,6 +91,19 @@ def _flax_momentum(case: Case) -> float | None:
     return None if case.momentum is None else 1.0 - case.momentum
 
 
+def layer_options(case: Case) -> dict[str, Any]:
+    """The ``BatchNorm`` arguments linen and nnx share, mapped from the case (module docstring)."""
+    return dict(
+        axis=case.axis,
+        momentum=_flax_momentum(case),
+        epsilon=case.eps,
+        dtype=_compute_dtype(case.x),
+        param_dtype=case.weight.dtype if case.weight is not None else np.float32,
+        use_scale=case.weight is not None,
+        use_bias=case.bias is not None,
+    )
+
+
 class FlaxLinenAdapter:
     """``flax.linen.BatchNorm`` applied to the case's variables; gradients by ``jax.vjp``."""
 
@@ -121,19 +134,9 @@ class FlaxLinenAdapter:
 
     def run(self, case: Case) -> Outcome:
         import jax
-        import jax.numpy as jnp
         from flax import linen as nn
 
-        module = nn.BatchNorm(
-            use_running_average=not case.training,
-            axis=case.axis,
-            momentum=_flax_momentum(case),
-            epsilon=case.eps,
-            dtype=_compute_dtype(case.x),
-            param_dtype=case.weight.dtype if case.weight is not None else jnp.float32,
-            use_scale=case.weight is not None,
-            use_bias=case.bias is not None,
-        )
+        module = nn.BatchNorm(use_running_average=not case.training, **layer_options(case))
         params = {k: _to_jax(v) for k, v in (("scale", case.weight), ("bias", case.bias)) if v is not None}
         stats = {"mean": _to_jax(case.running_mean), "var": _to_jax(case.running_var)}
 
@@ -172,20 +175,9 @@ class FlaxNnxAdapter(FlaxLinenAdapter):
     )
 
     def run(self, case: Case) -> Outcome:
-        import jax.numpy as jnp
         from flax import nnx
 
-        bn = nnx.BatchNorm(
-            case.channels,
-            axis=case.axis,
-            momentum=_flax_momentum(case),
-            epsilon=case.eps,
-            dtype=_compute_dtype(case.x),
-            param_dtype=case.weight.dtype if case.weight is not None else jnp.float32,
-            use_scale=case.weight is not None,
-            use_bias=case.bias is not None,
-            rngs=nnx.Rngs(0),
-        )
+        bn = nnx.BatchNorm(case.channels, rngs=nnx.Rngs(0), **layer_options(case))
         if case.weight is not None:
             bn.scale.set_value(_to_jax(case.weight))
         if case.bias is not None:

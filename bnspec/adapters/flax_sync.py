@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import AdapterUnavailable
 from .contract import Case, Outcome, ReplicaState
-from .flax import _LINEN_DEVIATIONS, FlaxLinenAdapter, _compute_dtype, _flax_momentum, _to_jax
+from .flax import _LINEN_DEVIATIONS, FlaxLinenAdapter, _to_jax, layer_options
 
 REPLICAS = (2, 3)
 _FLAG = "--xla_force_host_platform_device_count"
@@ -167,17 +167,7 @@ def _build(case: Case, devices: list[Any], masked: bool) -> Any:
     from jax.sharding import Mesh
     from jax.sharding import PartitionSpec as P
 
-    module = nn.BatchNorm(
-        use_running_average=not case.training,
-        axis=case.axis,
-        momentum=_flax_momentum(case),
-        epsilon=case.eps,
-        dtype=_compute_dtype(case.x),
-        param_dtype=case.weight.dtype if case.weight is not None else np.float32,
-        use_scale=case.weight is not None,
-        use_bias=case.bias is not None,
-        axis_name=AXIS,
-    )
+    module = nn.BatchNorm(use_running_average=not case.training, axis_name=AXIS, **layer_options(case))
     training = case.training
 
     def replica(x: Any, mask: Any, dy: Any, params: Any, stats: Any) -> Any:
