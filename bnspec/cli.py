@@ -81,11 +81,11 @@ def parser() -> argparse.ArgumentParser:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .conformance import DEFAULT_EXAMPLES, run, select
+    from .conformance.isolation import WorkerAdapter
     from .conformance.junit import write_junit
     from .conformance.render import Progress, render, summary, use_colour
     from .conformance.results import BACKEND_MODULES, write_json
     from .conformance.runner import stop_on_signals
-    from .conformance.worker import WorkerAdapter
 
     checks = select(args.check)
     if args.check and not checks:
@@ -135,7 +135,7 @@ def _open_adapter(target: str, in_process: bool, timeout: float | None):  # type
     """The adapter for ``target`` (in a worker process unless ``in_process``), or the exit status
     after saying why it cannot be loaded."""
     from .adapters import load
-    from .conformance.worker import DEFAULT_TIMEOUT, WorkerAdapter
+    from .conformance.isolation import DEFAULT_TIMEOUT, WorkerAdapter
     from .errors import BnspecError
 
     try:

@@ -1,6 +1,6 @@
 """``torch-sync``: PyTorch ``nn.SyncBatchNorm`` over ``torch.distributed`` (gloo), one process per replica.
 
-A case split over R replicas runs in a pool of R worker processes (``workers.Pool``, one pool per
+A case split over R replicas runs in a pool of R worker processes (``replica_pool.Pool``, one pool per
 R, started on first use and kept): they join one gloo process group through a ``FileStore`` in a
 private temporary folder, so no rendezvous port is opened, and gloo's own sockets are bound to the
 loopback interface (``GLOO_SOCKET_IFNAME``), on ports the system picks free. Worker ``r`` builds the
@@ -33,7 +33,7 @@ from ..errors import AdapterUnavailable
 from .contract import Capabilities, Case, Outcome, ReplicaState
 from .pytorch import _DEVIATIONS as _TORCH_DEVIATIONS
 from .pytorch import _channel_first, to_numpy, to_torch
-from .workers import Pool
+from .replica_pool import Pool
 
 REPLICAS = (2, 3, 4)
 COLLECTIVE_TIMEOUT = 30.0  # gloo gives up on a peer after this long ...

@@ -1,6 +1,6 @@
 """The ``Check`` base class: what a check cites, which cases it draws, and how it judges them.
 
-Each concrete check (``checks.py``) is a small class named after what it tests, whose docstring
+Each concrete check (``checks/``, one module per spec section) is a small class named after what it tests, whose docstring
 is the sentence a report prints. Most checks compare outputs with the reference under the
 precision model (``CompareCheck``); the rest judge a property (an error raised, state unchanged).
 """
@@ -20,6 +20,9 @@ from ..dtypes import LARGEST, dtype_name
 from .cases import Recipe, Space, fits, recipes, supported_dtypes
 from .compare import Verdict, compare_outputs, fail
 from .tolerance import tolerances
+
+ALL = ("y", "running_mean", "running_var", "grad_input", "grad_weight", "grad_bias")
+GRADS = ("grad_input", "grad_weight", "grad_bias")
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ class Check:
         if self.space is not None and not supported_dtypes(caps, self.space):
             wanted = ", ".join(self.space.dtypes or ())
             return f"needs one of the dtypes {wanted}; the adapter claims {', '.join(caps.dtypes)}"
-        if self.strategy(caps) is None and not any(_fits(r, caps) for r in self.fixed):
+        if self.strategy(caps) is None and not any(fits_capabilities(r, caps) for r in self.fixed):
             return "none of its cases fits the adapter's capabilities (ranks, layouts, dtypes, modes)"
         return None
 
@@ -111,7 +114,7 @@ class Check:
         )
 
     def fixed_cases(self, caps: Capabilities) -> list[Case]:
-        return [self.prepare(r.build(), None) for r in self.fixed if _fits(r, caps)]
+        return [self.prepare(r.build(), None) for r in self.fixed if fits_capabilities(r, caps)]
 
     def evaluate(self, run: Any, case: Case, ctx: Context) -> Verdict:
         """Run the backend on ``case`` (via ``run``) and judge what came back."""
@@ -125,7 +128,7 @@ class Check:
         raise NotImplementedError
 
 
-def _fits(recipe: Recipe, caps: Capabilities) -> bool:
+def fits_capabilities(recipe: Recipe, caps: Capabilities) -> bool:
     try:
         return fits(recipe, caps)
     except ImportError:

@@ -15,26 +15,16 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .registry import CHECKS
+from . import matrix_html
+from .checks import CHECKS
+from .results import Column, anchor, write_atomic
 
 STATUS_TEXT = {"pass": "pass", "profile": "profile", "deviation": "deviation", "fail": "**FAIL**",
                "error": "**ERROR**", "crash": "**CRASH**", "timeout": "**TIMEOUT**", "unsupported": "unsupported"}
 LINKED = ("fail", "error", "crash", "timeout", "deviation")  # cells that link to their case
-
-
-@dataclass
-class Column:
-    """One adapter's run: its JSON report, or why there is none."""
-
-    target: str
-    exit_code: int | None = None
-    report: dict[str, Any] | None = None
-    problem: str = ""
-    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def run_column(target: str, out_dir: Path, seed: int, examples: int, timeout: float) -> Column:
@@ -64,10 +54,6 @@ def _budget(c: dict[str, Any]) -> str:
     if b is None:
         return ""
     return " (inf)" if b == "inf" else f" ({b:.2f})"
-
-
-def anchor(target: str, check: str) -> str:
-    return f"{target}-{check}".lower().replace(":", "-").replace("/", "-").replace(".", "-")
 
 
 def cell(col: Column, check: str) -> str:
@@ -144,9 +130,6 @@ def build(targets: Sequence[str], out_dir: Path, seed: int, examples: int, timeo
           on_start: Callable[[str], None] | None = None) -> tuple[list[Column], Path]:
     """Run every target and write ``out_dir/conformance.md`` and ``out_dir/conformance.html``;
     return the columns and the Markdown's path."""
-    from . import matrix_html
-    from .results import write_atomic
-
     (out_dir / "reports").mkdir(parents=True, exist_ok=True)
     columns = []
     for target in targets:

@@ -15,8 +15,8 @@ from html import escape
 from typing import Any
 
 from ..clauses import clauses
-from .matrix import Column, anchor
-from .registry import CHECKS
+from .checks import CHECKS
+from .results import Column, anchor
 
 FINDINGS = ("fail", "error", "crash", "timeout", "deviation")
 

@@ -193,3 +193,19 @@ def write_atomic(path: str | Path, text: str) -> None:
 def write_json(report: RunReport, path: str | Path) -> None:
     """Write the report as JSON, atomically."""
     write_atomic(path, json.dumps(report.to_dict(), indent=2, allow_nan=False, default=str) + "\n")
+
+
+@dataclass
+class Column:
+    """One adapter's column in the conformance matrix (``matrix.py``): its JSON report, or why there is none."""
+
+    target: str
+    exit_code: int | None = None
+    report: dict[str, Any] | None = None
+    problem: str = ""
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def anchor(target: str, check: str) -> str:
+    """The HTML id of one cell's finding in the matrix."""
+    return f"{target}-{check}".lower().replace(":", "-").replace("/", "-").replace(".", "-")

@@ -4,7 +4,7 @@ A check's property run is seeded from the run's seed and the check's name, so ``
 reproduces a run exactly, and any one check can be rerun alone with the same cases. When a case
 fails, hypothesis shrinks it; the last case it ran is the minimal one the report shows.
 
-Given a ``WorkerAdapter`` (``worker.py``), the backend runs in another process: a crash, a hang or
+Given a ``WorkerAdapter`` (``isolation.py``), the backend runs in another process: a crash, a hang or
 a result that cannot come back ends only the check it happened in (status crash, timeout or error,
 with that case), and the next check gets a fresh worker. Such a case is not shrunk: each try could
 cost a crash or a whole timeout. Ctrl-C stops the run and returns what finished, marked incomplete.
@@ -26,11 +26,11 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
 
 from ..adapters.contract import Adapter
 from .check import Check, Context
+from .checks import CHECKS
 from .compare import Verdict
-from .registry import CHECKS
+from .isolation import WorkerAdapter, WorkerFault
 from .repro import reproducer
 from .results import CheckResult, RunReport, environment
-from .worker import WorkerAdapter, WorkerFault
 
 DEFAULT_EXAMPLES = 20
 

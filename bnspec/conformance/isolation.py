@@ -14,7 +14,7 @@ per-case ``timeout`` (``WorkerTimeout``), or returned what cannot come back as N
 for the backend's answer; the runner turns it into the check's status, and the next ``run``
 starts a fresh worker.
 
-The worker's side is ``worker_process.py``. The adapter's own output (prints, warnings, a fatal
+The worker's side is ``isolated_process.py``. The adapter's own output (prints, warnings, a fatal
 signal's Python stack) goes to a file kept here as a fault's detail, never to the terminal.
 POSIX only: the parent waits on the pipe with ``select``.
 """
@@ -35,13 +35,13 @@ import numpy as np
 
 from ..adapters.contract import Capabilities, Case, Outcome
 from ..errors import BnspecError, InvalidArgument
-from .worker_process import Expired, frame, read_frame, receive, write
+from .isolated_process import Expired, frame, read_frame, receive, write
 
 DEFAULT_TIMEOUT = 60.0  # seconds per case; a first call that compiles kernels stays well inside it
 START_TIMEOUT = 300.0  # seconds to import and instantiate the adapter (TensorFlow, JAX take a while)
 _DETAIL_LIMIT = 4000  # characters of the worker's output kept as a fault's detail
-# Not ``-m``: the package imports worker_process already, and runpy would warn and run a second copy.
-_ENTRY = "import sys; from bnspec.conformance.worker_process import main; sys.exit(main(sys.argv[1:]))"
+# Not ``-m``: the package imports isolated_process already, and runpy would warn and run a second copy.
+_ENTRY = "import sys; from bnspec.conformance.isolated_process import main; sys.exit(main(sys.argv[1:]))"
 
 
 # -- what the parent raises --------------------------------------------------------------------------

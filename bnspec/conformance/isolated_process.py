@@ -1,6 +1,6 @@
 """The worker process: loads the target, then runs the cases the parent sends, one at a time.
 
-Started by ``WorkerAdapter`` (``worker.py``), which calls ``main([TARGET])`` in a fresh interpreter.
+Started by ``WorkerAdapter`` (``isolation.py``), which calls ``main([TARGET])`` in a fresh interpreter.
 It speaks length-prefixed pickles over private copies of its stdin and stdout; the adapter's own
 output (prints, warnings, a fatal signal's Python stack) goes to stderr, a file the parent keeps as
 a fault's detail. Replies:

@@ -1,4 +1,4 @@
-"""Checks of synchronized batch norm (section 10 of the spec): one batch split over replicas.
+"""Section 10 of the spec: synchronized batch norm: one batch split over replicas.
 
 Every case here carries ``shards``, the batch's split along axis 0; the exact answer is the
 concatenated batch's (``bnspec.reference.sync``), so most checks are the ordinary comparison on a
@@ -16,14 +16,21 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from hypothesis import strategies as st
 
-from ..adapters.contract import Capabilities, Case, Outcome
-from ..reference.sync import split as split_rows
-from .cases import Recipe, Space, recipes, supported_dtypes, vary
-from .check import Check, CompareCheck, Context, _fits, expected, not_run
-from .checks import ALL
-from .checks_more import EmptyBatch
-from .compare import Verdict, compare, fail
-from .tolerance import tolerances
+from ...adapters.contract import Capabilities, Case, Outcome
+from ...reference.sync import split as split_rows
+from ..cases import Recipe, Space, recipes, supported_dtypes, vary
+from ..check import (
+    ALL,
+    Check,
+    CompareCheck,
+    Context,
+    expected,
+    fits_capabilities,
+    not_run,
+)
+from ..compare import Verdict, compare, fail
+from ..tolerance import tolerances
+from .inputs import EmptyBatch
 
 Split = Literal["equal", "unequal", "empty"]
 NOT_DISTRIBUTED = "the adapter runs on one replica only (its capabilities list no replica counts)"
@@ -89,7 +96,7 @@ class _SyncCheck(Check):
 
     def fixed_cases(self, caps: Capabilities) -> list[Case]:
         return [self.prepare(with_shards(r, s), None) for r, s in self.split_fixed
-                if len(s) in caps.replicas and _fits(r, caps)]
+                if len(s) in caps.replicas and fits_capabilities(r, caps)]
 
 
 class _SyncCompare(_SyncCheck, CompareCheck):

@@ -2,7 +2,7 @@
 
 Why not ``multiprocessing``: its ``spawn`` start method re-imports the parent's ``__main__``, and
 ``python -m bnspec`` runs the command from it. Each worker here is a fresh
-``python -m bnspec.adapters.workers`` process, talking to the parent over its stdin and stdout with
+``python -m bnspec.adapters.replica_pool`` process, talking to the parent over its stdin and stdout with
 length-prefixed pickles. A call sends every worker a ``module:function`` and its own payload, and
 waits for every answer with a deadline.
 
@@ -99,7 +99,7 @@ class Pool:
                 log = tempfile.TemporaryFile()
                 self._logs.append(log)
                 self._procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "bnspec.adapters.workers", str(os.getpid())],
+                    [sys.executable, "-m", "bnspec.adapters.replica_pool", str(os.getpid())],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=child_env, close_fds=True,
                 ))
             self.call(init, [(rank, size, *init_args) for rank in range(size)], timeout=start_timeout, init=True)

@@ -1,0 +1,56 @@
+"""Every conformance check, one module per section of ``spec/batchnorm.md``, listed here in report order.
+
+| module | spec section | clauses |
+|---|---|---|
+| ``training`` | 1, 2: layout, training forward | BN-LAYOUT-*, BN-TRAIN-* |
+| ``running`` | 3: running statistics | BN-RUN-* |
+| ``eval`` | 4: eval forward | BN-EVAL-* |
+| ``gradients`` | 5: gradients | BN-GRAD-* |
+| ``dtypes`` | 6: data types | BN-DTYPE-* |
+| ``special`` | 7: special values | BN-SPECIAL-* |
+| ``invalid`` | 8: invalid use | BN-ARG-* |
+| ``inputs`` | 9: inputs, empty batches | BN-IO-1, BN-EMPTY-1 |
+| ``synchronized`` | 10: synchronized batch norm | BN-SYNC-* |
+| ``scenarios`` | across sections: several steps then eval | BN-RUN-*, BN-EVAL-1 |
+
+A check's docstring is the sentence a report prints; its ``clauses`` the IDs it cites.
+"""
+
+from __future__ import annotations
+
+from ..check import Check
+from .dtypes import DtypeHalf, DtypeHalfParams, DtypeOutput
+from .eval import EvalOutput, EvalUntracked
+from .gradients import GradAffineOff, GradEval, GradTrain, GradUntrackedEval
+from .inputs import EmptyBatch, InputsUnmutated
+from .invalid import ArgMomentumRange, ArgNegativeEps, ArgNonFloating, ArgOneValue, ArgShape
+from .running import EvalNoUpdate, RunningCounter, RunningCumulative, RunningMomentum, RunningUntracked
+from .scenarios import MultiStep
+from .special import SpecialConstant, SpecialNonFinite
+from .synchronized import (
+    SyncEmptyBatch,
+    SyncEmptyShard,
+    SyncEqualShards,
+    SyncMergeByCount,
+    SyncOneValue,
+    SyncReplicasAgree,
+    SyncUnequalShards,
+)
+from .training import ChannelLast, TrainAffineOff, TrainBatchStatsOnly, TrainOutput
+
+CHECKS: tuple[Check, ...] = (
+    TrainOutput(), TrainAffineOff(), TrainBatchStatsOnly(),
+    ChannelLast(),
+    RunningMomentum(), RunningCumulative(), RunningCounter(), RunningUntracked(), EvalNoUpdate(),
+    EvalOutput(), EvalUntracked(),
+    GradTrain(), GradEval(), GradUntrackedEval(), GradAffineOff(),
+    DtypeOutput(), DtypeHalf(), DtypeHalfParams(),
+    SpecialNonFinite(), SpecialConstant(),
+    ArgOneValue(), ArgShape(), ArgNonFloating(), ArgNegativeEps(), ArgMomentumRange(),
+    InputsUnmutated(), EmptyBatch(),
+    MultiStep(),
+    SyncEqualShards(), SyncUnequalShards(), SyncEmptyShard(), SyncMergeByCount(), SyncReplicasAgree(), SyncOneValue(),
+    SyncEmptyBatch(),
+)
+
+AREAS: tuple[str, ...] = tuple(dict.fromkeys(c.area for c in CHECKS))
