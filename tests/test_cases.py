@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from bnspec.adapters.contract import Capabilities, Case
-from bnspec.conformance.registry import CHECKS
+from bnspec.conformance.checks import CHECKS
 
 NARROW = Capabilities(
     dtypes=("float16", "float32"),

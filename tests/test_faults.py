@@ -18,7 +18,7 @@ import jsonschema
 import pytest
 
 from bnspec.conformance import run
-from bnspec.conformance.worker import WorkerAdapter, WorkerLoadError
+from bnspec.conformance.isolation import WorkerAdapter, WorkerLoadError
 
 ROOT = Path(__file__).resolve().parents[1]
 FAULTY = "tests/adapters/faulty.py"
@@ -140,7 +140,7 @@ def test_interrupted_run_leaves_a_valid_incomplete_report(tmp_path, signum):
 
 def test_timeout_option_states_its_default_and_needs_the_worker(capsys):
     from bnspec.cli import main
-    from bnspec.conformance.worker import DEFAULT_TIMEOUT
+    from bnspec.conformance.isolation import DEFAULT_TIMEOUT
 
     with pytest.raises(SystemExit):
         main(["run", "--help"])
@@ -158,7 +158,7 @@ def test_replica_statistics_come_back_from_the_worker():
     import numpy as np
 
     from bnspec.adapters.contract import Outcome, ReplicaState
-    from bnspec.conformance.worker_process import plain
+    from bnspec.conformance.isolated_process import plain
 
     ok = Outcome(y=np.zeros(2), replica_stats=[ReplicaState(np.zeros(1), np.ones(1), 3)])
     assert plain(ok) is None

@@ -12,7 +12,7 @@ import pytest
 from bnspec.adapters.contract import Case, Outcome
 from bnspec.adapters.reference import ReferenceAdapter
 from bnspec.conformance.check import Context
-from bnspec.conformance.registry import CHECKS
+from bnspec.conformance.checks import CHECKS
 from bnspec.conformance.runner import run_check
 from bnspec.dtypes import dtype_name, numpy_dtype, promoted
 

@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from bnspec import Capabilities, Case, InvalidArgument, reference
-from bnspec.adapters.workers import Pool, PoolError, ReplicaError
+from bnspec.adapters.replica_pool import Pool, PoolError, ReplicaError
 from bnspec.conformance import DEFAULT_EXAMPLES, run
-from bnspec.conformance.checks_sync import NOT_DISTRIBUTED
-from bnspec.conformance.registry import CHECKS
+from bnspec.conformance.checks import CHECKS
+from bnspec.conformance.checks.synchronized import NOT_DISTRIBUTED
 from bnspec.conformance.repro import case_source
 from tests.adapters.conformance import assert_conforms
 
@@ -250,7 +250,7 @@ def test_workers_do_not_outlive_a_parent_that_is_killed(tmp_path):
     script = textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {str(ROOT)!r})
-        from bnspec.adapters.workers import Pool
+        from bnspec.adapters.replica_pool import Pool
         pool = Pool(2, "{TASKS}:init", env={ENV!r})
         print(*pool.pids, flush=True)
         os._exit(0)

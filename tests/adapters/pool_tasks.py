@@ -1,4 +1,4 @@
-"""Functions the worker-pool tests run inside worker processes (``bnspec.adapters.workers``)."""
+"""Functions the worker-pool tests run inside worker processes (``bnspec.adapters.replica_pool``)."""
 
 from __future__ import annotations
 
