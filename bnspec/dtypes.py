@@ -1,11 +1,14 @@
 """The floating dtypes the spec knows, by name, with their unit roundoff.
 
-NumPy has no bfloat16; where the optional ``ml_dtypes`` package is installed its bfloat16 is
-used, and otherwise bfloat16 cases cannot be expressed (the suite reports them unsupported).
+NumPy has no bfloat16; the ``ml_dtypes`` package gives it one. Where ml_dtypes is missing, fails
+to import or gets bfloat16 wrong, bfloat16 cases cannot be expressed: ``unavailable("bfloat16")``
+says why, the suite draws no bfloat16 case, and nothing else changes. A dtype is identified by its
+spec name (``dtype_name``), never by equality with a dtype object that may not exist here.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import numpy as np
@@ -37,13 +40,51 @@ LARGEST: dict[str, float] = {
 }
 
 
-def bfloat16() -> Any | None:
-    """NumPy's bfloat16 dtype from ml_dtypes, or None where ml_dtypes is not installed."""
+@functools.cache
+def _bfloat16() -> tuple[np.dtype | None, str | None]:
+    """ml_dtypes' bfloat16 as a NumPy dtype and None, or None and why it cannot be used."""
+    advice = "bfloat16 needs the ml_dtypes package (pip install ml_dtypes)"
     try:
         import ml_dtypes
-    except ImportError:
-        return None
-    return np.dtype(ml_dtypes.bfloat16)
+
+        dt = np.dtype(ml_dtypes.bfloat16)
+        # 1, 3, 1 + 2**-8 (a tie: to even, 1), 1 + 3 * 2**-8 (a tie: to even, 1 + 2**-6), -2**-133
+        # (the smallest subnormal): the rounding and encoding the spec's bfloat16 has.
+        bits = np.array([1.0, 3.0, 1.00390625, 1.01171875, -(2.0**-133)]).astype(dt).view(np.uint16)
+        wrong = dt.name != "bfloat16" or dt.itemsize != 2 or bits.tolist() != [0x3F80, 0x4040, 0x3F80, 0x3F82, 0x8001]
+    except Exception as exc:  # noqa: BLE001 - absent, or installed but broken (built for another NumPy)
+        return None, f"{advice}; importing it failed: {type(exc).__name__}: {exc}"
+    if wrong:
+        version = getattr(ml_dtypes, "__version__", "?")
+        return None, f"{advice}; the installed ml_dtypes {version} does not round or encode bfloat16 correctly"
+    return dt, None
+
+
+def unavailable(name: str) -> str | None:
+    """Why arrays of the spec dtype ``name`` cannot be made here (with what to install), or None.
+
+    Only bfloat16 can be unavailable: it needs a working ml_dtypes. Raises ValueError for a name
+    that is not one of ``FLOAT_DTYPES``."""
+    if name not in UNIT_ROUNDOFF:
+        raise ValueError(f"dtype {name!r} is not one of {FLOAT_DTYPES}")
+    return _bfloat16()[1] if name == "bfloat16" else None
+
+
+def has_bfloat16() -> bool:
+    """Whether bfloat16 arrays can be made here (a working ml_dtypes is installed)."""
+    return _bfloat16()[0] is not None
+
+
+def bfloat16() -> np.dtype:
+    """NumPy's bfloat16 dtype from ml_dtypes.
+
+    Raises ImportError, saying what to install, where ml_dtypes is missing or broken: never None,
+    so that no comparison with it can silently hold for another dtype (``np.dtype(x) == None`` is
+    True). To ask whether an array is bfloat16, compare ``dtype_name(a.dtype) == "bfloat16"``."""
+    dt, why = _bfloat16()
+    if dt is None:
+        raise ImportError(why)
+    return dt
 
 
 def promoted(*names: str | None) -> str:
@@ -58,12 +99,12 @@ def promoted(*names: str | None) -> str:
 
 
 def numpy_dtype(name: str) -> np.dtype:
-    """The NumPy dtype for a spec dtype name; bfloat16 needs ml_dtypes."""
+    """The NumPy dtype for a spec dtype name.
+
+    Raises ValueError for a name outside ``FLOAT_DTYPES``, ImportError (saying what to install) for
+    bfloat16 where ml_dtypes is missing or broken (``unavailable``)."""
     if name == "bfloat16":
-        dt = bfloat16()
-        if dt is None:
-            raise ImportError("bfloat16 needs the ml_dtypes package: pip install ml_dtypes")
-        return dt
+        return bfloat16()
     if name not in UNIT_ROUNDOFF:
         raise ValueError(f"dtype {name!r} is not one of {FLOAT_DTYPES}")
     return np.dtype(name)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import bfloat16
+from ..dtypes import dtype_name
 from .contract import Capabilities, Case, Outcome
 
 # Findings of spec/conventions.md, section 4 ("Flax 0.12.8"), and the ones measured while writing these
@@ -66,10 +66,6 @@ _NOTES = (
 )
 
 
-def _half_dtypes() -> tuple[str, ...]:
-    return ("float16",) + (("bfloat16",) if bfloat16() is not None else ())
-
-
 def _to_jax(a: np.ndarray | None) -> Any:
     import jax.numpy as jnp
 
@@ -83,7 +79,7 @@ def _to_numpy(a: Any) -> np.ndarray | None:
 
 def _compute_dtype(x: np.ndarray) -> Any:
     """Flax's ``dtype`` argument: the input's dtype where it is floating, else Flax's own promotion."""
-    return x.dtype if np.issubdtype(x.dtype, np.floating) or x.dtype == bfloat16() else None
+    return x.dtype if np.issubdtype(x.dtype, np.floating) or dtype_name(x.dtype) == "bfloat16" else None
 
 
 def _flax_momentum(case: Case) -> float | None:
@@ -109,7 +105,7 @@ class FlaxLinenAdapter:
 
     name = "flax-linen"
     capabilities = Capabilities(
-        dtypes=_half_dtypes() + ("float32", "float64"),
+        dtypes=("float16", "bfloat16", "float32", "float64"),
         channel_axes=(1, -1),
         ranks=(2, 3, 4, 5),
         cumulative_average=False,

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..dtypes import bfloat16, dtype_name
+from ..dtypes import dtype_name
 from ..errors import AdapterUnavailable
 from .contract import Capabilities, Case, Outcome
 
@@ -133,7 +133,7 @@ class _KerasAdapter:
 
 def _capabilities(notes: str, deviations: tuple[tuple[str, str], ...] = (), float64: bool = True) -> Capabilities:
     return Capabilities(
-        dtypes=("float16", "float32") + (("float64",) if float64 else ()) + (("bfloat16",) if bfloat16() is not None else ()),
+        dtypes=("float16", "float32") + (("float64",) if float64 else ()) + ("bfloat16",),
         channel_axes=(1, -1),
         ranks=(2, 3, 4, 5),
         cumulative_average=False,  # momentum=None: TypeError from float()

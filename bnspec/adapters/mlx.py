@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import bfloat16
+from ..dtypes import bfloat16, dtype_name
 from .contract import Capabilities, Case, Outcome
 
 # Findings M1-M3 of spec/conventions.md, section 4.
@@ -34,7 +34,7 @@ def _to_mlx(a: np.ndarray | None) -> Any:
 
     if a is None:
         return None
-    if a.dtype == bfloat16():  # through the bits: MLX reads no ml_dtypes array
+    if dtype_name(a.dtype) == "bfloat16":  # through the bits: MLX reads no ml_dtypes array
         return mx.array(np.ascontiguousarray(a).view(np.uint16)).view(mx.bfloat16)
     if a.dtype == np.float64:
         return mx.array(a, dtype=mx.float64)
@@ -57,7 +57,7 @@ class MlxAdapter:
     name = "mlx"
     capabilities = Capabilities(
         dtype_rule="promoted",  # profile promoted-dtype: x promoted with the parameters and state
-        dtypes=("float16", "float32", "float64") + (("bfloat16",) if bfloat16() is not None else ()),
+        dtypes=("float16", "float32", "float64", "bfloat16"),
         channel_axes=(-1,),
         ranks=(2, 3, 4),
         cumulative_average=False,

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import bfloat16
 from .contract import Capabilities, Case, Outcome
 
 OPSET = 15
@@ -149,7 +148,7 @@ class OnnxReferenceAdapter(_OnnxAdapter):
 
     name = "onnx-reference"
     capabilities = Capabilities(
-        dtypes=("float16", "float32", "float64") + (("bfloat16",) if bfloat16() is not None else ()),
+        dtypes=("float16", "float32", "float64", "bfloat16"),
         channel_axes=(1,),
         gradients=False,
         cumulative_average=False,

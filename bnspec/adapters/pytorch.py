@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import bfloat16
+from ..dtypes import bfloat16, dtype_name
 from .contract import Capabilities, Case, Outcome
 
 # Findings recorded in spec/conventions.md ("Findings"); each still runs and is reported.
@@ -33,13 +33,13 @@ def to_torch(a: np.ndarray | None, device: str) -> Any:
 
     if a is None:
         return None
-    if a.dtype == bfloat16():
+    if dtype_name(a.dtype) == "bfloat16":
         return torch.from_numpy(a.view(np.uint16).copy()).view(torch.bfloat16).to(device)
     return torch.from_numpy(np.array(a, copy=True)).to(device)
 
 
 def to_numpy(t: Any) -> np.ndarray | None:
-    """A torch tensor back as a NumPy array (bfloat16 through ml_dtypes)."""
+    """A torch tensor back as a NumPy array (bfloat16 through ml_dtypes: ImportError without it)."""
     import torch
 
     if t is None:
@@ -63,7 +63,7 @@ class TorchAdapter:
     name = "torch"
     device = "cpu"
     capabilities = Capabilities(
-        dtypes=("float16", "float32", "float64") + (("bfloat16",) if bfloat16() is not None else ()),
+        dtypes=("float16", "float32", "float64", "bfloat16"),
         channel_axes=(1, -1),
         stats_dtypes=("float32",),
         notes="nn.BatchNorm1d/2d/3d; channel-last as a permuted view (channels_last memory format for rank 4, 5)",

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import bfloat16
 from .contract import Capabilities, Case, Outcome
 
 # Findings recorded in spec/conventions.md (section 4, TensorFlow); each check still runs and is reported.
@@ -52,7 +51,7 @@ class TfFusedAdapter:
 
     name = "tf-fused"
     capabilities = Capabilities(
-        dtypes=("float16", "float32") + (("bfloat16",) if bfloat16() is not None else ()),
+        dtypes=("float16", "float32", "bfloat16"),
         channel_axes=(1, -1),
         ranks=(4, 5),
         cumulative_average=False,

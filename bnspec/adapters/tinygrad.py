@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import bfloat16
+from ..dtypes import bfloat16, dtype_name
 from .contract import Capabilities, Case, Outcome
 
 # Findings G1-G3 of spec/conventions.md, section 4.
@@ -49,7 +49,7 @@ def _to_tiny(a: np.ndarray | None) -> Any:
 
     if a is None:
         return None
-    if a.dtype == bfloat16():  # tinygrad reads no ml_dtypes array: pass the bits
+    if dtype_name(a.dtype) == "bfloat16":  # tinygrad reads no ml_dtypes array: pass the bits
         return Tensor(np.ascontiguousarray(a).view(np.uint16).copy()).bitcast(dtypes.bfloat16)
     return Tensor(np.array(a, copy=True))
 

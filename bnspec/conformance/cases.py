@@ -16,7 +16,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from ..adapters.contract import Capabilities, Case
-from ..dtypes import numpy_dtype
+from ..dtypes import numpy_dtype, unavailable
 
 DataKind = Literal["normal", "offset", "integers", "constant-channel", "wide"]
 GradKind = Literal["normal", "correlated", "ones"]
@@ -141,15 +141,28 @@ class Space:
 
 
 def supported_dtypes(caps: Capabilities, space: Space) -> tuple[str, ...]:
-    dts = tuple(d for d in caps.dtypes if space.dtypes is None or d in space.dtypes)
-    out = []
-    for d in dts:
-        try:
-            numpy_dtype(d)
-        except ImportError:
-            continue
-        out.append(d)
-    return tuple(out)
+    """The dtypes a case of ``space`` can be drawn in: claimed by the adapter, wanted by the check,
+    and expressible here (bfloat16 needs ml_dtypes), in the adapter's order."""
+    return tuple(d for d in caps.dtypes if (space.dtypes is None or d in space.dtypes) and unavailable(d) is None)
+
+
+def inexpressible_dtypes(caps: Capabilities, space: Space) -> dict[str, str]:
+    """The dtypes the adapter claims and ``space`` wants that cannot be made here, each with why
+    (what to install): the cases a missing optional package leaves undrawn."""
+    dts = (d for d in caps.dtypes if space.dtypes is None or d in space.dtypes)
+    return {d: why for d in dts if (why := unavailable(d)) is not None}
+
+
+def dtypes_unsupported(caps: Capabilities, space: Space) -> str | None:
+    """Why no case of ``space`` can be drawn for ``caps`` (the check is unsupported), or None."""
+    if supported_dtypes(caps, space):
+        return None
+    wanted = ", ".join(space.dtypes or ())
+    missing = inexpressible_dtypes(caps, space)
+    if missing:
+        return f"needs one of the dtypes {wanted}; the adapter claims {', '.join(missing)}, but " + "; ".join(
+            missing.values())
+    return f"needs one of the dtypes {wanted}; the adapter claims {', '.join(caps.dtypes)}"
 
 
 @st.composite
@@ -203,6 +216,8 @@ def fits(recipe: Recipe, caps: Capabilities) -> bool:
         and recipe.axis in caps.channel_axes
         and recipe.dtype in caps.dtypes
         and (recipe.param_dtype is None or recipe.param_dtype in caps.stats_dtypes)
+        and unavailable(recipe.dtype) is None  # bfloat16 needs ml_dtypes
+        and (recipe.param_dtype is None or unavailable(recipe.param_dtype) is None)
         and (recipe.param_dtype is not None or recipe.dtype not in ("float16", "bfloat16") or caps.half_params)
         and (recipe.affine or caps.affine_off)
         and (recipe.tracked or caps.untracked)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ...dtypes import bfloat16, dtype_name
+from ...dtypes import dtype_name
 from ...reference.validate import check_arguments
 from ..contract import Capabilities, Case, Outcome
 from . import device, ops
@@ -36,7 +36,7 @@ class CupyAdapter:
 
     name = "cupy"
     capabilities = Capabilities(
-        dtypes=("float16", "float32", "float64") + (("bfloat16",) if bfloat16() is not None else ()),
+        dtypes=("float16", "float32", "float64", "bfloat16"),
         channel_axes=(1, -1),
         stats_dtypes=("float32",),
         device="cuda",
