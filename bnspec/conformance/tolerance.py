@@ -9,6 +9,7 @@ terms. Every term below is named after the symbol it carries in ``spec/precision
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,10 +46,14 @@ class StatError:
     var: np.ndarray  # E_v
 
 
-def batch_stat_error(rows: np.ndarray, mean: np.ndarray, var: np.ndarray, u: float) -> StatError:
-    """BN-PREC-2: ``E_mu = G*M1 + u|mu|``; ``E_v = (G + 3u) v + 2 G M1 sigma + E_mu**2``."""
+def batch_stat_error(rows: np.ndarray, mean: np.ndarray, var: np.ndarray, u: float,
+                     gamma: Callable[[int, float], float] = gamma_m) -> StatError:
+    """BN-PREC-2: ``E_mu = G*M1 + u|mu|``; ``E_v = (G + 3u) v + 2 G M1 sigma + E_mu**2``.
+
+    ``gamma(m, u)`` is the charge of one reduction: ``gamma_m`` (BN-PREC-1), or the quality tier's
+    (``quality.gamma_q``, BN-QUAL-1)."""
     m = rows.shape[1]
-    g = gamma_m(m, u)
+    g = gamma(m, u)
     with np.errstate(invalid="ignore"):
         m1 = np.abs(rows).mean(axis=1) if m else np.zeros(rows.shape[0])
     e_mu = g * m1 + u * np.abs(mean)
@@ -57,12 +62,15 @@ def batch_stat_error(rows: np.ndarray, mean: np.ndarray, var: np.ndarray, u: flo
 
 
 def tolerances(
-    case: Case, expected: Step, stat_error: StatError | None = None, estimator: str = "unbiased"
+    case: Case, expected: Step, stat_error: StatError | None = None, estimator: str = "unbiased",
+    gamma: Callable[[int, float], float] = gamma_m,
 ) -> dict[str, np.ndarray]:
     """The tolerance of every output of ``case`` whose exact result is ``expected``.
 
     ``stat_error`` overrides the uncertainty of the statistics used; the multi-step scenario
-    passes the accumulated uncertainty of chained running statistics (BN-PREC-6).
+    passes the accumulated uncertainty of chained running statistics (BN-PREC-6). ``gamma(m, u)``
+    is the charge of one reduction of ``m`` terms: ``gamma_m`` for the MUST tolerance, the quality
+    tier's ``quality.gamma_q`` for the SHOULD one (BN-QUAL-1).
     """
     ax = channel_axis(case.axis, case.x.ndim)
     xname = dtype_name(case.x.dtype) or "float64"
@@ -70,11 +78,11 @@ def tolerances(
     u_y = UNIT_ROUNDOFF[xname]
     rows = to_rows(case.x, ax)
     m = rows.shape[1]
-    g = gamma_m(m, u)
+    g = gamma(m, u)
     mu, v = expected.mean[:, None], expected.var[:, None]
     if stat_error is None:
         if expected.batch_stats:
-            stat_error = batch_stat_error(rows, expected.mean, expected.var, u)
+            stat_error = batch_stat_error(rows, expected.mean, expected.var, u, gamma)
         else:
             zeros = np.zeros_like(expected.mean)
             stat_error = StatError(zeros, zeros)

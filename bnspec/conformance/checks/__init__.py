@@ -12,6 +12,7 @@
 | ``inputs`` | 9: inputs, empty batches | BN-IO-1, BN-EMPTY-1 |
 | ``synchronized`` | 10: synchronized batch norm | BN-SYNC-* |
 | ``scenarios`` | across sections: several steps then eval | BN-RUN-*, BN-EVAL-1 |
+| ``quality`` | precision.md, quality tier (SHOULD): large, constant and mirrored cases | BN-QUAL-* |
 
 A check's docstring is the sentence a report prints; its ``clauses`` the IDs it cites.
 """
@@ -25,6 +26,7 @@ from .gradients import GradAffineOff, GradEval, GradTrain, GradUntrackedEval
 from .inputs import EmptyBatch, InputsUnmutated
 from .invalid import ArgMomentumRange, ArgNegativeEps, ArgNonFloating, ArgOneValue, ArgShape
 from .running import EvalNoUpdate, RunningCounter, RunningCumulative, RunningMomentum, RunningUntracked
+from .quality import QualConstant, QualReductions, QualSignSymmetry
 from .scenarios import MultiStep
 from .special import SpecialConstant, SpecialNonFinite
 from .synchronized import (
@@ -51,6 +53,7 @@ CHECKS: tuple[Check, ...] = (
     MultiStep(),
     SyncEqualShards(), SyncUnequalShards(), SyncEmptyShard(), SyncMergeByCount(), SyncReplicasAgree(), SyncOneValue(),
     SyncEmptyBatch(),
+    QualReductions(), QualConstant(), QualSignSymmetry(),
 )
 
 AREAS: tuple[str, ...] = tuple(dict.fromkeys(c.area for c in CHECKS))
