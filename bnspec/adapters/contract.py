@@ -27,6 +27,15 @@ class Case:
     split over ``len(shards)`` replicas, replica ``r`` holding the next ``shards[r]`` rows along
     axis 0 (section 10, BN-SYNC-*); None is one replica. The answer is the concatenated batch's
     either way, so outputs come back concatenated in replica order.
+
+    Derivatives beyond the first (BN-GRAD-4..7; ``derivative`` names the mode): ``tangent_x``
+    (with ``tangent_weight``, ``tangent_bias``, each of its primal's shape and dtype; an absent
+    one is zero) asks, without ``grad_output``, for ``Outcome.y_dot``, the ``order``-th
+    directional derivative of y; with ``grad_output`` (and ``tangent_grad_output``) for
+    ``Outcome.grad_*_dot``, the derivative of the first-order gradients (forward over reverse).
+    ``cotangent_input`` (with ``cotangent_weight``, ``cotangent_bias``) and ``grad_output`` ask for
+    ``Outcome.grad2_*``, the gradient of ``<c_x, dx> + <c_gamma, dgamma> + <c_beta, dbeta>``
+    with respect to (x, gamma, beta, dy): double backward.
     """
 
     x: np.ndarray
@@ -41,6 +50,14 @@ class Case:
     num_batches_tracked: int = 0
     grad_output: np.ndarray | None = None
     shards: tuple[int, ...] | None = None
+    tangent_x: np.ndarray | None = None
+    tangent_weight: np.ndarray | None = None
+    tangent_bias: np.ndarray | None = None
+    tangent_grad_output: np.ndarray | None = None
+    cotangent_input: np.ndarray | None = None
+    cotangent_weight: np.ndarray | None = None
+    cotangent_bias: np.ndarray | None = None
+    order: int = 1
 
     def __post_init__(self) -> None:
         if self.shards is not None:  # a wrong split is the caller's error, not the backend's subject
@@ -59,6 +76,16 @@ class Case:
         from ..reference.sync import split
 
         return split(a, self.shards if self.shards is not None else (a.shape[0],))
+
+    @property
+    def derivative(self) -> str | None:
+        """The higher-order mode asked for: ``"jvp"`` (order ``order``), ``"jvp-of-vjp"``,
+        ``"vjp-of-vjp"``, or None (first order only)."""
+        if self.cotangent_input is not None:
+            return "vjp-of-vjp"
+        if self.tangent_x is not None:
+            return "jvp-of-vjp" if self.grad_output is not None else "jvp"
+        return None
 
     @property
     def channel_axis(self) -> int:
@@ -104,6 +131,8 @@ class Case:
             parts.append("grad")
         if self.shards is not None:
             parts.append(f"shards {'+'.join(map(str, self.shards))}")
+        if self.derivative is not None:
+            parts.append(f"{self.derivative} order {self.order}" if self.derivative == "jvp" else self.derivative)
         return ", ".join(parts)
 
 
@@ -134,6 +163,15 @@ class Outcome:
     grad_weight: np.ndarray | None = None
     grad_bias: np.ndarray | None = None
     replica_stats: tuple[ReplicaState, ...] | None = None
+    # Higher orders (BN-GRAD-4..7), each in its primal's shape and dtype; see ``Case``.
+    y_dot: np.ndarray | None = None  # the order-th directional derivative of y
+    grad_input_dot: np.ndarray | None = None  # forward over reverse: the tangents of dx, dgamma, dbeta
+    grad_weight_dot: np.ndarray | None = None
+    grad_bias_dot: np.ndarray | None = None
+    grad2_input: np.ndarray | None = None  # double backward: d<c, grads>/dx, /dgamma, /dbeta, /d(dy)
+    grad2_weight: np.ndarray | None = None
+    grad2_bias: np.ndarray | None = None
+    grad2_output: np.ndarray | None = None
 
 
 RunningVarEstimator = Literal["unbiased", "biased"]
@@ -169,6 +207,11 @@ class Capabilities:
     notes: str = ""
     replicas: tuple[int, ...] = ()
     known_deviations: tuple[tuple[str, str], ...] = field(default=())
+    # Higher orders (BN-GRAD-4..7): the modes offered ("jvp", "jvp-of-vjp", "vjp-of-vjp"), the
+    # highest order of "jvp" claimed, and for each mode not offered the reason.
+    derivatives: tuple[str, ...] = ()
+    max_order: int = 1
+    derivative_gaps: tuple[tuple[str, str], ...] = ()
 
     @property
     def profiles(self) -> tuple[str, ...]:
@@ -177,6 +220,12 @@ class Capabilities:
 
     def deviation(self, check: str) -> str | None:
         return dict(self.known_deviations).get(check)
+
+    def derivative_gap(self, mode: str) -> str | None:
+        """Why the higher-order ``mode`` is not offered (None when it is)."""
+        if mode in self.derivatives:
+            return None
+        return dict(self.derivative_gaps).get(mode) or f"the adapter declares no {mode} derivatives"
 
 
 def profiles_of(running_var: str, dtype_rule: str) -> tuple[str, ...]:

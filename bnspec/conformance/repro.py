@@ -37,7 +37,10 @@ def case_source(case: Case) -> str:
         fields.append(f"    {name}={getattr(case, name)!r},")
     if case.shards is not None:  # split over replicas (section 10)
         fields.append(f"    shards={case.shards!r},")
-    for name in ("weight", "bias", "running_mean", "running_var", "grad_output"):
+    if case.order != 1:
+        fields.append(f"    order={case.order!r},")
+    for name in ("weight", "bias", "running_mean", "running_var", "grad_output", "tangent_x", "tangent_weight",
+                 "tangent_bias", "tangent_grad_output", "cotangent_input", "cotangent_weight", "cotangent_bias"):
         value = getattr(case, name)
         if value is not None:
             fields.append(f"    {name}={array_source(value)},")

@@ -23,7 +23,8 @@ import numpy as np
 
 from bnspec.adapters.contract import Capabilities, Case, Outcome
 
-CAPABILITIES = Capabilities(dtypes=("float32", "float64"), channel_axes=(1, -1), notes="tests/impls: plain NumPy")
+CAPABILITIES = Capabilities(dtypes=("float32", "float64"), channel_axes=(1, -1), notes="tests/impls: plain NumPy",
+                            derivatives=("jvp", "jvp-of-vjp", "vjp-of-vjp"), max_order=3)  # higher_order_impls.py
 PER_CHANNEL = ("weight", "bias", "running_mean", "running_var")
 
 
@@ -74,7 +75,12 @@ class NumpyBatchNorm:
         if self.is_empty(case, ax):
             return self.empty(case)
         with np.errstate(all="ignore"):  # NaN and inf propagate, within their channel
-            return self.compute(case, ax)
+            out = self.compute(case, ax)
+            if case.derivative is not None:  # BN-GRAD-4..7, by Taylor mode: higher_order_impls.py
+                from .higher_order_impls import derivatives
+
+                out = derivatives(self, case, ax, out)
+            return out
 
     def channel_axis(self, case: Case) -> int:
         nd = case.x.ndim

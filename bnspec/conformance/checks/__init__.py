@@ -6,6 +6,7 @@
 | ``running`` | 3: running statistics | BN-RUN-* |
 | ``eval`` | 4: eval forward | BN-EVAL-* |
 | ``gradients`` | 5: gradients | BN-GRAD-* |
+| ``higher_order`` | 5: gradients beyond the first order (forward mode, double backward, any order) | BN-GRAD-4..7, BN-PREC-8 |
 | ``dtypes`` | 6: data types | BN-DTYPE-* |
 | ``special`` | 7: special values | BN-SPECIAL-* |
 | ``invalid`` | 8: invalid use | BN-ARG-* |
@@ -23,6 +24,7 @@ from ..check import Check
 from .dtypes import DtypeHalf, DtypeHalfParams, DtypeOutput
 from .eval import EvalOutput, EvalUntracked
 from .gradients import GradAffineOff, GradEval, GradTrain, GradUntrackedEval
+from .higher_order import Grad2Eval, Grad2Train, JvpEval, JvpOverJvp, JvpOverVjp, JvpTrain, Order3RightOrRaised
 from .inputs import EmptyBatch, InputsUnmutated
 from .invalid import ArgMomentumRange, ArgNegativeEps, ArgNonFloating, ArgOneValue, ArgShape
 from .running import EvalNoUpdate, RunningCounter, RunningCumulative, RunningMomentum, RunningUntracked
@@ -46,6 +48,7 @@ CHECKS: tuple[Check, ...] = (
     RunningMomentum(), RunningCumulative(), RunningCounter(), RunningUntracked(), EvalNoUpdate(),
     EvalOutput(), EvalUntracked(),
     GradTrain(), GradEval(), GradUntrackedEval(), GradAffineOff(),
+    JvpTrain(), JvpEval(), Grad2Train(), Grad2Eval(), JvpOverVjp(), JvpOverJvp(), Order3RightOrRaised(),
     DtypeOutput(), DtypeHalf(), DtypeHalfParams(),
     SpecialNonFinite(), SpecialConstant(),
     ArgOneValue(), ArgShape(), ArgNonFloating(), ArgNegativeEps(), ArgMomentumRange(),
