@@ -166,6 +166,7 @@ class NumpyBatchNorm:
         else:
             f.mean, f.var = vec(case.running_mean, 0.0), vec(case.running_var, 1.0)
         f.invstd = self.inv_std(f.var, wd.type(case.eps))
+        self.keep_statistics(f)
         f.xhat = self.normalize(x, f.mean, f.invstd)
         y = self.affine(f)
 
@@ -214,6 +215,10 @@ class NumpyBatchNorm:
     def inv_std(self, var: np.ndarray, eps: np.floating) -> np.ndarray:
         """BN-TRAIN-3: epsilon inside the square root."""
         return 1.0 / np.sqrt(var + eps)
+
+    def keep_statistics(self, f: Forward) -> None:
+        """A hook: the forward pass has ``f.mean`` and ``f.invstd``; a variant may replace them with
+        the values it stores (rounded, say) before they normalize and reach the backward pass."""
 
     def normalize(self, x: np.ndarray, mean: np.ndarray, invstd: np.ndarray) -> np.ndarray:
         return (x - mean) * invstd
