@@ -14,12 +14,16 @@ test turns red, and the mark is removed, when the suite learns to catch it.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 
+import numpy as np
 import pytest
 
+from bnspec.adapters.contract import Case
 from bnspec.clauses import clauses
 from bnspec.conformance import CHECKS, DEFAULT_EXAMPLES, run
+from bnspec.dtypes import numpy_dtype
 
 from .impls.numpy_impls import NumpyBatchNorm
 from .impls.reported_bugs import (
@@ -38,6 +42,7 @@ from .impls.reported_bugs import (
 )
 
 SEED = 0
+NEEDS_BFLOAT16 = pytest.mark.skipif(importlib.util.find_spec("ml_dtypes") is None, reason="bfloat16 needs ml_dtypes")
 FAILING = ("fail", "error")
 
 # report -> (the check that fails, the clause its message cites, the outputs that may be worst)
@@ -62,7 +67,9 @@ def _summary(report) -> str:
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # float16 overflow in the variants' own arithmetic
 @pytest.mark.parametrize(("impl", "check", "clause", "outputs"),
-                         [pytest.param(impl, *CAUGHT_BY[impl], id=impl.name) for impl in REPORTED])
+                         [pytest.param(impl, *CAUGHT_BY[impl], id=impl.name,
+                                       marks=NEEDS_BFLOAT16 if impl is TorchBfloat16SavedStats else ())
+                          for impl in REPORTED])
 def test_reported_bug_fails_its_check(impl: type[NumpyBatchNorm], check: str, clause: str,
                                       outputs: frozenset[str] | None) -> None:
     """The named check fails at default settings, its message citing the clause the report breaks,
@@ -104,3 +111,13 @@ def test_reports_are_documented() -> None:
         check, clause, _ = CAUGHT_BY[impl]
         assert areas[check] in impl.bug.areas, (impl.name, check)
         assert clause in impl.bug.clauses, (impl.name, clause)
+
+
+@NEEDS_BFLOAT16
+def test_bfloat16_model_gives_the_reported_numbers() -> None:
+    """pytorch/pytorch#140112's own case, bfloat16 x = [1.3047, 0.8789], affine off, untracked: the
+    model gives the CPU result the report prints, [0.9883, -1.0078]; the baseline gives CUDA's [1, -1]."""
+    x = np.array([[[1.3047, 0.8789]]]).astype(numpy_dtype("bfloat16"))
+    case = Case(x=x, training=True, eps=1e-5)
+    assert TorchBfloat16SavedStats().run(case).y.astype(np.float64).ravel().tolist() == [0.98828125, -1.0078125]
+    assert HalfInFloat32().run(case).y.astype(np.float64).ravel().tolist() == [1.0, -1.0]

@@ -264,7 +264,9 @@ class TorchHalfBackwardSums(HalfInFloat32):
     ``dotp = sum(dy * (x - mean))`` to float16 where dx uses it. Modelled with the fallback's
     formulas, float16 input only: ``dx = (dy - sum_dy/m - (x - mean) * dotp * invstd**2 / m) * invstd
     * gamma`` and ``dbeta = sum_dy`` from the float16 sums, ``dgamma = dotp * invstd`` from the wide
-    one; the per-element arithmetic stays in float32 here.
+    one; the per-element arithmetic stays in float32 here. On the report's shape this gives dx = -inf
+    where PyTorch printed NaN: non-finite either way, the NaN needing a half-precision step after
+    the sums that is not modelled.
     """
 
     name = "pytorch/pytorch#147303"
