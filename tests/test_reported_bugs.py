@@ -55,7 +55,9 @@ CAUGHT_BY: dict[type[NumpyBatchNorm], tuple[str, str, frozenset[str] | None]] = 
     ChainerNhwcChannelFirstAxes: ("layout-channel-last", "BN-LAYOUT-1", None),
     TorchHalfBackwardSums: ("dtype-half", "BN-DTYPE-2", frozenset({"grad_input", "grad_bias"})),
     TorchHalfVarSum: ("dtype-half-params", "BN-DTYPE-2", frozenset({"y", "running_var", "grad_input", "grad_weight"})),
-    TorchBfloat16SavedStats: ("dtype-half", "BN-DTYPE-2", frozenset({"y", "grad_input", "grad_weight"})),
+    # dtype-half reaches the bug only with affine off and untracked (no float32 parameter): the report's own
+    # configuration, drawn in 9 of seeds 0-9; dtype-half-params (bfloat16 parameters) in all 10.
+    TorchBfloat16SavedStats: ("dtype-half-params", "BN-DTYPE-2", frozenset({"y", "grad_input", "grad_weight"})),
     TtMetalBiasedRunningVar: ("running-momentum", "BN-RUN-2", frozenset({"running_var"})),
     FlagGemsRsqrtOfInvstd: ("grad-train", "BN-GRAD-1", frozenset({"grad_input", "grad_weight"})),
 }
