@@ -90,7 +90,9 @@ def test_every_clause_is_checked_or_tested():
 
 def test_every_must_clause_outside_precision_has_reference_code():
     ref = reference_citations()
-    missing = [c.id for c in clauses().values() if c.area not in ("PREC",) and c.id not in ref]
+    # precision.md's clauses (BN-PREC-*, and the quality tier BN-QUAL-*) bound results, not behaviour the
+    # reference implements: the conformance checks and tests cover them.
+    missing = [c.id for c in clauses().values() if c.area not in ("PREC", "QUAL") and c.id not in ref]
     assert not missing, f"clauses the reference code does not cite: {missing}"
 
 
