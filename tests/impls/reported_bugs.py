@@ -4,8 +4,7 @@ Each class below takes one public report (issue or pull request), reads what the
 there, and puts exactly that mistake into the ``NumpyBatchNorm`` machinery of ``numpy_impls.py``:
 its docstring says what the report says, with the report's address; its ``bug`` records the
 clauses the mistake breaks. ``REPORTED`` lists them; ``tests/test_reported_bugs.py`` runs the suite
-on each at its default settings and says which check must catch it, and why it does not where it
-does not yet.
+on each at its default settings and names the check that must catch it.
 
 The half-precision reports need a correct half-precision baseline to break. ``HalfInFloat32`` is
 that baseline: float16 and bfloat16 inputs computed in float32 and rounded once to their dtype
@@ -72,7 +71,8 @@ class JaxStaxSquaredVariance(NumpyBatchNorm):
     The report quotes ``jax.experimental.stax.BatchNorm``: ``z = (x - mean) / (var + epsilon)**2``,
     the square where the square root belongs. stax layers are differentiated by JAX, so the
     gradients are those of the formula as written: with ``g(v) = (v + eps)**-2``,
-    ``dx = gamma * (g * (dy - mean(dy)) + 2 g'(v) (x - mean) mean(dy (x - mean)))``.
+    ``dx = gamma * (g * (dy - mean(dy)) + 2 g'(v) (x - mean) mean(dy (x - mean)))``. stax kept no
+    running statistics; here eval applies the same formula to them.
     """
 
     name = "jax-ml/jax#442"
@@ -94,8 +94,9 @@ class JaxStaxSquaredVariance(NumpyBatchNorm):
 class KerasDetachedMoments(NumpyBatchNorm):
     """keras-team/keras#19073 (https://github.com/keras-team/keras/issues/19073), fixed by PR #19102.
 
-    The layer trained badly on the torch backend. PR #19102 (https://github.com/keras-team/keras/pull/19102)
-    names the cause: ``moments`` detached the mean, and the torch ``batch_normalization`` op passed
+    The issue: the layer failed on the torch backend (GPU, ``scale=False, center=True``) and, once
+    that was patched, still converged slower than on the other backends. PR #19102
+    (https://github.com/keras-team/keras/pull/19102) names the cause: ``moments`` detached the mean, and the torch ``batch_normalization`` op passed
     the detached mean and variance to the fused kernel, so no gradient reached x through the batch
     statistics: ``dx = gamma * invstd * dy``, the eval-mode gradient, in training.
     """
