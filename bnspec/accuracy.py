@@ -1,7 +1,8 @@
 """``bnspec accuracy TARGET...``: measured accuracy of adapters, swept over m and conditioning.
 
 For each target (run in a worker process, ``conformance.isolation.WorkerAdapter``, so that a
-crashing backend ends one point, not the sweep), each dtype it claims and both layouts, the sweep
+crashing backend ends one point, not the sweep), each dtype it claims and each layout it takes
+(channel-first ``(N, C, L)``, channel-last ``(N, L, C)``, rank 2 ``(m, C)``), the sweep
 runs training steps with gradients on two channels of data ``x = mu + z`` (``z`` standard normal,
 ``|mu|`` the conditioning ``kappa = |mean| / spread``) and measures every output (y, running mean,
 running variance, dx, dgamma, dbeta) against the reference:
@@ -29,7 +30,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,8 @@ MAX_LOG2_M = 20
 DEFAULT_BUDGET = 150.0
 CLASSES = ("exact", "constant", "log m", "sqrt m", "m")
 MODELS = {"constant": lambda m: np.ones_like(m), "log m": np.log2, "sqrt m": np.sqrt, "m": lambda m: m}
-LAYOUTS = {"channel-first": 1, "channel-last": -1}
+# channel-first (N, C, L), channel-last (N, L, C), and rank 2 (m, C): what BatchNorm1d gets from a dense layer.
+LAYOUTS = {"channel-first": 1, "channel-last": -1, "rank-2": 1}
 
 
 @dataclass
@@ -122,11 +124,34 @@ def make_case(dtype: str, m: int, kappa: float, seed: int, caps: Any) -> Any:
                 running_mean=np.zeros(2, pdt), running_var=np.zeros(2, pdt), grad_output=dy)
 
 
-def channel_last(case: Any) -> Any:
-    from dataclasses import replace
+def layouts_of(caps: Any) -> list[str]:
+    """The layouts of ``LAYOUTS`` the adapter takes: rank 3 with its channel axes, and rank 2."""
+    out = [lay for lay in ("channel-first", "channel-last") if LAYOUTS[lay] in caps.channel_axes and 3 in caps.ranks]
+    if 2 in caps.ranks and (1 in caps.channel_axes or -1 in caps.channel_axes):
+        out.append("rank-2")
+    return out
 
-    dy = None if case.grad_output is None else np.ascontiguousarray(np.moveaxis(case.grad_output, 1, -1))
-    return replace(case, x=np.ascontiguousarray(np.moveaxis(case.x, 1, -1)), axis=-1, grad_output=dy)
+
+def in_layout(case: Any, layout: str) -> Any:
+    """The channel-first ``case`` in ``layout``: the same values per channel, moved (channel-last) or
+    flattened to ``(m, C)`` rows (rank-2); ``from_layout`` brings y and dx back."""
+    if layout == "channel-first":
+        return case
+
+    def move(a: Any) -> Any:
+        moved = np.ascontiguousarray(np.moveaxis(a, 1, -1))
+        return moved.reshape(-1, moved.shape[-1]) if layout == "rank-2" else moved
+
+    dy = None if case.grad_output is None else move(case.grad_output)
+    return replace(case, x=move(case.x), axis=-1 if layout == "channel-last" else 1, grad_output=dy)
+
+
+def from_layout(a: np.ndarray, layout: str, shape: tuple[int, ...]) -> np.ndarray:
+    """An output of ``in_layout(case, layout)`` back in the channel-first ``shape``."""
+    if layout == "channel-first":
+        return a
+    n, c, rest = shape[0], shape[1], shape[2:]
+    return np.moveaxis(a.reshape((n, *rest, c)), -1, 1)
 
 
 class Judge:
@@ -161,8 +186,8 @@ def measure(point: Point, outcome: Any, want: Any, unit: dict, must: dict, shoul
         if exact is None or got is None or name not in unit:
             continue
         got = np.asarray(got)
-        if layout == "channel-last" and name in ("y", "grad_input"):
-            got = np.moveaxis(got, -1, 1)
+        if name in ("y", "grad_input") and got.size == exact.size:
+            got = from_layout(got, layout, exact.shape)
         if got.shape != exact.shape:
             point.units[name] = point.must[name] = point.should[name] = float("inf")
             continue
@@ -227,7 +252,7 @@ def sweep(targets: list[str], *, budget: float = DEFAULT_BUDGET, max_log2_m: int
             adapters[t] = WorkerAdapter(t, timeout=timeout)
             caps = adapters[t].capabilities
             dts = [d for d in DTYPES if d in caps.dtypes and (dtypes is None or d in dtypes) and unavailable(d) is None]
-            lays = [lay for lay, ax in LAYOUTS.items() if ax in caps.channel_axes and 3 in caps.ranks]
+            lays = layouts_of(caps)
             result["targets"][t] = {"adapter": adapters[t].name, "dtypes": dts, "layouts": lays,
                                     "environment": adapters[t].environment(), "estimator": caps.running_var}
         except (WorkerLoadError, OSError) as exc:
@@ -245,7 +270,9 @@ def sweep(targets: list[str], *, budget: float = DEFAULT_BUDGET, max_log2_m: int
         case = make_case(dtype, m, kappa, seed, caps)
         want, unit, must, should = judge.get((dtype, m, kappa, caps.running_var, caps.gradients,
                                               case.weight.dtype.name), case, caps.running_var)
-        run_case = channel_last(case) if layout == "channel-last" else case
+        run_case = in_layout(case, layout)
+        if layout == "rank-2" and 1 not in caps.channel_axes:
+            run_case = replace(run_case, axis=-1)
         p = Point(t, dtype, layout, sweep_name, m, kappa)
         t0 = time.monotonic()
         try:
@@ -370,7 +397,7 @@ def _num(v: float | None) -> str:
 
 def plots(result: dict[str, Any], out: Path) -> list[Path]:
     """``error-vs-m-<dtype>.png`` and ``error-vs-kappa-<dtype>.png`` in ``out``: one panel per
-    output, one line per target (solid channel-first, dashed channel-last), the MUST and SHOULD
+    output, one line per target and layout (solid channel-first, dashed channel-last, dash-dot rank 2), the MUST and SHOULD
     bounds of one reduction in black. Raises ImportError without matplotlib."""
     import matplotlib
 
@@ -391,7 +418,7 @@ def plots(result: dict[str, Any], out: Path) -> list[Path]:
             for ax, name in zip(axes.ravel(), OUTPUTS):
                 drawn = False
                 for t in targets:
-                    for lay, style in (("channel-first", "-"), ("channel-last", "--")):
+                    for lay, style in (("channel-first", "-"), ("channel-last", "--"), ("rank-2", "-.")):
                         ser = sorted((p[xkey], p["units"][name]) for p in sel
                                      if p["target"] == t and p["layout"] == lay and name in p["units"])
                         if not ser:

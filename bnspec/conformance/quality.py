@@ -75,7 +75,8 @@ def exactly(name: str, got: Any, want: np.ndarray, mask: np.ndarray | None = Non
         bad = considered & ~((arr == want) | (np.isnan(arr) & np.isnan(want)))
     if not bad.any():
         return Verdict()
-    diff = np.where(bad, np.abs(arr - want), 0.0)
+    with np.errstate(all="ignore"):  # inf - inf, NaN: the difference is infinite
+        diff = np.where(bad, np.abs(arr - want), 0.0)
     diff = np.where(bad & ~np.isfinite(diff), np.inf, diff)
     idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(np.where(bad, diff, -1.0))), want.shape))
     g, w = float(arr[idx]), float(want[idx])

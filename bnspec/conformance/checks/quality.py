@@ -28,25 +28,23 @@ CONSTANT = {"float16": 1234.5, "bfloat16": 123.5, "float32": 12345.679, "float64
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 
 
-def _shape(caps: Capabilities, axis: int, channels: int, m: int) -> tuple[int, ...] | None:
-    """A shape with ``channels`` channels on ``axis`` and ``m`` values each, of a rank the adapter
-    takes (4 preferred: ``(16, C, s, s)``), or None."""
-    for rank in (4, 3, 2):
-        if rank not in caps.ranks:
-            continue
-        if rank == 4:
-            side = int(round((m // 16) ** 0.5))
-            rest = [16, side, side] if 16 * side * side == m else None
-        elif rank == 3:
-            rest = [16, m // 16] if m % 16 == 0 else None
-        else:
-            rest = [m]
-        if rest is None:
-            continue
-        dims = list(rest)
-        dims.insert(axis % rank, channels)
-        return tuple(dims)
-    return None
+# The layouts every quality check probes: channel-first and channel-last rank 4, and rank 2 ``(m, C)``
+# (what BatchNorm1d sees from a dense layer; frameworks often reduce it by another kernel).
+LAYOUTS = ((1, 4), (-1, 4), (1, 2))
+
+
+def _shape(caps: Capabilities, axis: int, rank: int, channels: int, m: int) -> tuple[int, ...] | None:
+    """A shape of ``rank`` with ``channels`` channels on ``axis`` and ``m`` values each
+    (rank 4: ``(16, C, s, s)`` or its channel-last twin; rank 2: ``(m, C)``), or None where the
+    adapter does not take that rank or layout."""
+    if rank not in caps.ranks or (axis not in caps.channel_axes and not (rank == 2 and -axis in caps.channel_axes)):
+        return None
+    if rank == 2:
+        return (m, channels)
+    side = int(round((m // 16) ** 0.5))
+    if 16 * side * side != m:
+        return None
+    return (16, channels, side, side) if axis == 1 else (16, side, side, channels)
 
 
 class QualityCheck(Check):
@@ -66,10 +64,12 @@ class QualityCheck(Check):
         for dtype in DTYPES:
             if dtype not in caps.dtypes:
                 continue
-            for axis in dict.fromkeys(a for a in caps.channel_axes if a in (1, -1)):
-                shape = _shape(caps, axis, self.channels, self.m)
+            for axis, rank in LAYOUTS:
+                shape = _shape(caps, axis, rank, self.channels, self.m)
                 if shape is None:
                     continue
+                if rank == 2 and axis not in caps.channel_axes:
+                    axis = -axis
                 r = self.recipe(dtype, axis, shape, caps)
                 if dtype in ("float16", "bfloat16") and not caps.half_params and "float32" in caps.stats_dtypes:
                     r = replace(r, param_dtype="float32")
