@@ -1,9 +1,15 @@
 """The ``bnspec`` command: ``run`` an adapter through the suite, ``list`` adapters, read the ``spec``.
 
-Exit status of ``run``: 0 when every applicable check passes (known deviations, profiles and
-unsupported checks included), 1 when any fails (crashes and timeouts included), 2 when the
-target cannot be loaded or the command is misused, 128 + the signal's number (130 for Ctrl-C,
-143 for SIGTERM) when the run was interrupted; the reports then hold what finished.
+Exit status of ``run`` (and of ``matrix``, over every adapter):
+
+- 0: conforms (known findings, quality shortfalls and stale declarations included, unless ``--strict``);
+- 1: does not conform (a check failed, errored or crashed), or ``--strict`` and the verdict is not plain
+  "conforms";
+- 2: the target cannot be loaded, or the command is misused;
+- 3: no departure found, but the verdict is open: some checks could not be judged (a timeout, a refusal
+  whose valid twin also failed) or none applied;
+- 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM) when the run was interrupted; the reports
+  then hold what finished.
 """
 
 from __future__ import annotations
@@ -15,21 +21,35 @@ import signal
 import sys
 from collections.abc import Sequence
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_UNJUDGED = 0, 1, 2, 3
 
 
-def _positive(text: str) -> int:
-    value = int(text)
+def _count(text: str) -> int:
+    """A non-negative integer; argparse prefixes the option's name to the error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, got {text!r}") from None
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, got {value}")
     return value
 
 
 def _seconds(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds, got {text!r}")
     return value
+
+
+def exit_status(report: object, strict: bool) -> int:
+    """The exit status of a finished run's report (``RunReport``), as the module docstring says."""
+    if report.ok:  # type: ignore[attr-defined]
+        return EXIT_FAIL if strict and not report.strict_ok else EXIT_OK  # type: ignore[attr-defined]
+    return EXIT_FAIL if report.verdict == "DOES NOT CONFORM" else EXIT_UNJUDGED  # type: ignore[attr-defined]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,10 +60,13 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the conformance suite against an adapter")
     run.add_argument("target", help="adapter name (see 'bnspec list'), module:attr, or path/to/file.py:attr")
     run.add_argument("--json", metavar="PATH", help="write the full report as JSON")
-    run.add_argument("--seed", type=_positive, help="seed of the case generation (default: random, printed)")
+    run.add_argument("--seed", type=_count, help="seed of the case generation (default: random, printed)")
     # The default is bnspec.conformance.DEFAULT_EXAMPLES, written out to keep the parser light (tests/test_cli.py).
-    run.add_argument("--examples", type=_positive, help="hypothesis examples per check (default: 20)")
+    run.add_argument("--examples", type=_count, help="hypothesis examples per check (default: 20)")
     run.add_argument("--check", metavar="PATTERN", help="only checks whose name, area or clause matches (glob, comma-separated)")
+    run.add_argument("--strict", action="store_true",
+                     help="exit 1 unless the verdict is plain 'conforms' (known findings, quality shortfalls and "
+                          "stale declarations count against it)")
     run.add_argument("-v", "--verbose", action="store_true", help="list every check, not only those that did not pass")
     run.add_argument("-q", "--quiet", action="store_true", help="print only the summary line")
     run.add_argument("--junit", metavar="PATH", help="write a JUnit XML report (one test case per check)")
@@ -60,9 +83,10 @@ def parser() -> argparse.ArgumentParser:
     matrix.add_argument("--out", default="bnspec-matrix", metavar="DIR",
                         help="writes DIR/conformance.md, DIR/conformance.html and DIR/reports/*.json "
                              "(default: %(default)s)")
-    matrix.add_argument("--seed", type=_positive, default=0, help="seed of every run (default: %(default)s)")
-    matrix.add_argument("--examples", type=_positive, help="hypothesis examples per check (default: run's default)")
-    matrix.add_argument("--timeout", type=float, default=1800.0, help="seconds per adapter (default: %(default)s)")
+    matrix.add_argument("--seed", type=_count, default=0, help="seed of every run (default: %(default)s)")
+    matrix.add_argument("--examples", type=_count, help="hypothesis examples per check (default: run's default)")
+    matrix.add_argument("--timeout", type=_seconds, default=1800.0, help="seconds per adapter (default: %(default)s)")
+    matrix.add_argument("--strict", action="store_true", help="exit 1 unless every adapter plainly conforms")
 
     spec = sub.add_parser("spec", help="print one clause of the spec, or list them")
     spec.add_argument("clause", nargs="?", help="a clause ID such as BN-RUN-2 (omit to list all)")
@@ -128,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"{kind} written to {path}")
     if not report.complete:
         return 128 + (stopped.signum or signal.SIGINT)
-    return EXIT_OK if report.ok else EXIT_FAIL
+    return exit_status(report, args.strict)
 
 
 def _open_adapter(target: str, in_process: bool, timeout: float | None):  # type: ignore[no-untyped-def]
@@ -180,6 +204,11 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     examples = args.examples if args.examples is not None else DEFAULT_EXAMPLES
     skipped: list[tuple[str, str]] = []
     targets = list(args.targets)
+    for target in targets:  # a name that cannot load is a usage error, as for run: say so, write nothing
+        problem = _name_problem(target)
+        if problem:
+            print(f"bnspec: cannot load {target!r}: {problem}", file=sys.stderr)
+            return EXIT_USAGE
     if not targets:
         for name in BUILTIN:
             try:
@@ -201,15 +230,35 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
     def progress(target, col):  # type: ignore[no-untyped-def]
         done.append(target)
-        status = col.problem or ("conforms" if col.report and col.report["summary"]["ok"] else "does not conform")
+        status = col.problem or (col.report["summary"].get("verdict", "") if col.report else "")
         print(f"{chr(13)}\033[K" if sys.stderr.isatty() else "", end="", file=sys.stderr)
         print(f"  [{len(done)}/{len(targets)}] {target}: {status}", file=sys.stderr)
 
     columns, md = build(targets, Path(args.out), args.seed, examples, args.timeout, command, skipped, progress, start)
     print(f"wrote {md} and {md.with_suffix('.html').name} ({len(columns)} adapters; "
           f"not usable here: {', '.join(n for n, _ in skipped) or 'none'})")
-    failed = [c.target for c in columns if c.report is None or not c.report["summary"]["ok"]]
-    return EXIT_FAIL if failed else EXIT_OK
+    unloadable = [c.target for c in columns if c.report is None and c.exit_code == EXIT_USAGE]
+    if unloadable:
+        print(f"bnspec: cannot load {', '.join(map(repr, unloadable))}: see its column", file=sys.stderr)
+        return EXIT_USAGE
+    statuses = [EXIT_FAIL if c.report is None else c.exit_code or 0 for c in columns]
+    if args.strict and any(c.report and c.report["summary"].get("verdict") != "conforms" for c in columns):
+        statuses.append(EXIT_FAIL)
+    return EXIT_FAIL if EXIT_FAIL in statuses else EXIT_UNJUDGED if EXIT_UNJUDGED in statuses else EXIT_OK
+
+
+def _name_problem(target: str) -> str | None:
+    """Why an adapter *name* cannot be loaded here, or None (paths and ``module:attr`` are tried by the run)."""
+    from .adapters import BUILTIN, unavailable_reason
+    from .adapters.registry import entry_point_problem, entry_points
+
+    if ":" in target or target.endswith(".py"):
+        return None
+    if target in BUILTIN:
+        return unavailable_reason(target)
+    if target in entry_points():
+        return entry_point_problem(target)
+    return f"no adapter named {target!r}; 'bnspec list' shows the registered ones"
 
 
 def cmd_spec(args: argparse.Namespace) -> int:

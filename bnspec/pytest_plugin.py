@@ -9,9 +9,11 @@ Statuses map onto pytest outcomes (``docs/adapters.md`` explains why):
 
 * pass, profile: passed;
 * unsupported: skipped, with the reason;
-* deviation (a finding the adapter declares): xfailed; a declared deviation that passes is
-  XPASS, the sign of a stale declaration;
-* fail, error, and any status this plugin does not know: failed, with the text ``bnspec run``
+* deviation (a finding the adapter declares): xfailed; a declared deviation that passes (status
+  stale) is XPASS, the sign of a stale declaration;
+* shortfall (meets every MUST, misses a quality SHOULD): passed, with a ``QualityShortfall`` warning;
+* timeout, unjudged (the suite could not judge): skipped, the reason starting "could not judge";
+* fail, error, crash, and any status this plugin does not know: failed, with the text ``bnspec run``
   prints for the check.
 
 Every process runs with the same seed: ``--bnspec-seed`` or, without it, one drawn once in the
@@ -27,15 +29,22 @@ from typing import Any
 
 import pytest
 
-PASSING = ("pass", "profile")
+PASSING = ("pass", "profile", "stale")
 NODE_PATH = "bnspec"  # the first part of every item's node ID
 
 
 def _count(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, got {text!r}") from None
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, got {value}")
     return value
+
+
+class QualityShortfall(UserWarning):
+    """A check of the quality tier (a SHOULD) fell short; the MUSTs are met."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -161,6 +170,11 @@ class ConformanceItem(pytest.Item):
         if result.status == "unsupported":
             # Reported at the item (the check's source), as pytest's own skip marks are.
             raise pytest.skip.Exception(f"unsupported: {result.message}", _use_item_location=True)
+        if result.status in ("timeout", "unjudged"):
+            raise pytest.skip.Exception(f"could not judge: {result.message}", _use_item_location=True)
+        if result.status == "shortfall":
+            warnings.warn(QualityShortfall(self._failure_text(result)), stacklevel=1)
+            return
         text = self._failure_text(result)
         if result.status == "deviation":
             raise KnownDeviation(text)

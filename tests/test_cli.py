@@ -24,7 +24,7 @@ def test_run_reference_exits_zero_and_writes_json(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "reference: conforms" in p.stdout and "TRAIN" in p.stdout
     data = json.loads(out.read_text())
-    assert data["schema_version"] == 2 and data["seed"] == 3 and data["summary"]["ok"] is True
+    assert data["schema_version"] == 3 and data["seed"] == 3 and data["summary"]["ok"] is True
     assert data["complete"] is True and data["environment"]["numpy"]
     names = {c["name"] for c in data["checks"]}
     assert {"train-output", "grad-train", "arg-one-value", "scenario-multistep"} <= names

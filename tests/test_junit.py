@@ -34,7 +34,7 @@ def test_each_status_maps_to_its_junit_element():
     root = ET.fromstring(to_junit(report))
     suite = root.find("testsuite")
     assert suite is not None and suite.get("name") == "bnspec.a"
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("8", "1", "3", "1")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("8", "1", "2", "2")
     cases = {c.get("name"): c for c in suite.findall("testcase")}
     assert list(cases) == ["ok", "prof", "dev", "bad", "boom", "slow", "odd", "skip"]
     assert cases["skip"].get("classname") == "GRAD" and cases["ok"].get("classname") == "RUN"
@@ -44,13 +44,16 @@ def test_each_status_maps_to_its_junit_element():
     failure = cases["bad"].find("failure")
     assert failure is not None and failure.get("message") == "running_var[0] = 1, expected 2"
     assert "x float32 (2, 3)" in failure.text and "import bnspec" in failure.text
-    for name, kind in (("boom", "crash"), ("slow", "timeout"), ("odd", "error")):
+    for name, kind in (("boom", "crash"), ("odd", "error")):
         error = cases[name].find("error")
         assert error is not None and error.get("type") == kind, name
+    # A timeout is a check the suite could not judge: skipped, and saying so.
+    assert cases["slow"].find("skipped").get("message").startswith("could not judge (timeout): no result")
     assert "Fatal Python error" in cases["boom"].find("error").text
     assert cases["skip"].find("skipped").get("message") == "the adapter computes no gradients"
     props = {p.get("name"): p.get("value") for p in suite.find("properties")}
     assert props["seed"] == "7" and props["complete"] == "true" and props["environment.numpy"] == "2"
+    assert props["verdict"] == "DOES NOT CONFORM"
 
 
 def test_run_writes_junit_one_testcase_per_check(tmp_path):

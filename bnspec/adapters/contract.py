@@ -33,6 +33,7 @@ class Case:
     one is zero) asks, without ``grad_output``, for ``Outcome.y_dot``, the ``order``-th
     directional derivative of y; with ``grad_output`` (and ``tangent_grad_output``) for
     ``Outcome.grad_*_dot``, the derivative of the first-order gradients (forward over reverse).
+    ``by_reverse`` asks for ``y_dot`` by reverse mode alone.
     ``cotangent_input`` (with ``cotangent_weight``, ``cotangent_bias``) and ``grad_output`` ask for
     ``Outcome.grad2_*``, the gradient of ``<c_x, dx> + <c_gamma, dgamma> + <c_beta, dbeta>``
     with respect to (x, gamma, beta, dy): double backward.
@@ -58,6 +59,7 @@ class Case:
     cotangent_weight: np.ndarray | None = None
     cotangent_bias: np.ndarray | None = None
     order: int = 1
+    by_reverse: bool = False  # the order-th derivative of y by nested reverse mode only ("vjp-nested")
 
     def __post_init__(self) -> None:
         if self.shards is not None:  # a wrong split is the caller's error, not the backend's subject
@@ -79,12 +81,16 @@ class Case:
 
     @property
     def derivative(self) -> str | None:
-        """The higher-order mode asked for: ``"jvp"`` (order ``order``), ``"jvp-of-vjp"``,
+        """The higher-order mode asked for: ``"jvp"`` (order ``order``, forward mode), ``"vjp-nested"``
+        (the same derivative by reverse mode only: each order as the transpose of a VJP, the way
+        ``torch.autograd.grad(..., create_graph=True)`` users nest it), ``"jvp-of-vjp"``,
         ``"vjp-of-vjp"``, or None (first order only)."""
         if self.cotangent_input is not None:
             return "vjp-of-vjp"
         if self.tangent_x is not None:
-            return "jvp-of-vjp" if self.grad_output is not None else "jvp"
+            if self.grad_output is not None:
+                return "jvp-of-vjp"
+            return "vjp-nested" if self.by_reverse else "jvp"
         return None
 
     @property
@@ -127,12 +133,15 @@ class Case:
         ]
         if self.tracked and self.running_mean is not None:
             parts.append(f"stats {dtype_name(self.running_mean.dtype)}")
+        if self.tracked:
+            parts.append(f"num_batches_tracked={self.num_batches_tracked}")
         if self.grad_output is not None:
             parts.append("grad")
         if self.shards is not None:
             parts.append(f"shards {'+'.join(map(str, self.shards))}")
         if self.derivative is not None:
-            parts.append(f"{self.derivative} order {self.order}" if self.derivative == "jvp" else self.derivative)
+            mode = self.derivative
+            parts.append(f"{mode} order {self.order}" if mode in ("jvp", "vjp-nested") else mode)
         return ", ".join(parts)
 
 
@@ -203,11 +212,15 @@ class Capabilities:
     dtype_rule: DtypeRule = "input"  # "promoted": y and dx in the promoted compute dtype (profile promoted-dtype)
     stats_dtypes: tuple[str, ...] = ()  # running-statistics dtypes besides the input's own
     half_params: bool = True  # half inputs may come with half parameters and state (else only stats_dtypes)
+    # (input dtype, parameter-and-state dtype) pairs taken besides the input's own dtype and the half-precision
+    # pairs of stats_dtypes, e.g. ("float64", "float32") (BN-DTYPE-3); none claimed, none drawn.
+    mixed_dtypes: tuple[tuple[str, str], ...] = ()
+    zero_eps: bool = False  # eps = 0 accepted (BN-ARG-4: it MAY be rejected); False: never drawn
     device: str = "cpu"
     notes: str = ""
     replicas: tuple[int, ...] = ()
     known_deviations: tuple[tuple[str, str], ...] = field(default=())
-    # Higher orders (BN-GRAD-4..7): the modes offered ("jvp", "jvp-of-vjp", "vjp-of-vjp"), the
+    # Higher orders (BN-GRAD-4..7): the modes offered ("jvp", "vjp-nested", "jvp-of-vjp", "vjp-of-vjp"), the
     # highest order of "jvp" claimed, and for each mode not offered the reason.
     derivatives: tuple[str, ...] = ()
     max_order: int = 1
@@ -226,6 +239,28 @@ class Capabilities:
         if mode in self.derivatives:
             return None
         return dict(self.derivative_gaps).get(mode) or f"the adapter declares no {mode} derivatives"
+
+
+STATE_ATTRIBUTE = "bnspec_state"
+
+
+def with_state(exc: BaseException, state: Outcome) -> BaseException:
+    """Attach to ``exc`` the state the backend was left in when it raised, and return ``exc``.
+
+    An adapter whose backend keeps state (running statistics, the batch counter) re-raises a
+    backend's exception as ``raise with_state(exc, Outcome(running_mean=..., running_var=...,
+    num_batches_tracked=...))``, so that the checks of invalid use can tell whether the error came
+    "before changing any state" (spec section 8, BN-RUN-4). ``y`` may stay None. Without it, those
+    checks judge the refusal alone.
+    """
+    setattr(exc, STATE_ATTRIBUTE, state)
+    return exc
+
+
+def state_of(exc: BaseException) -> Outcome | None:
+    """The state attached by ``with_state``, or None."""
+    state = getattr(exc, STATE_ATTRIBUTE, None)
+    return state if isinstance(state, Outcome) else None
 
 
 def profiles_of(running_var: str, dtype_rule: str) -> tuple[str, ...]:

@@ -15,10 +15,10 @@ import numpy as np
 from hypothesis import strategies as st
 
 from .. import reference
-from ..adapters.contract import Capabilities, Case, Outcome
+from ..adapters.contract import Capabilities, Case, Outcome, state_of
 from ..dtypes import LARGEST, dtype_name
 from .cases import Recipe, Space, fits, recipes, supported_dtypes
-from .compare import Verdict, compare_outputs, fail
+from .compare import Verdict, compare_outputs, fail, unjudged
 from .tolerance import tolerances
 
 ALL = ("y", "running_mean", "running_var", "grad_input", "grad_weight", "grad_bias")
@@ -70,6 +70,9 @@ class Check:
     name: ClassVar[str]
     area: ClassVar[str]
     clauses: ClassVar[tuple[str, ...]]
+    # "MUST": a failure is status fail. "SHOULD" (the quality tier): a failure is status shortfall.
+    level: ClassVar[str] = "MUST"
+    judges_refusal: ClassVar[bool] = False  # True: the check judges an exception (``RefusalCheck``)
     space: ClassVar[Space | None] = Space()
     fixed: ClassVar[tuple[Recipe, ...]] = ()
 
@@ -166,6 +169,49 @@ def output_limits(case: Case) -> dict[str, float]:
         if dt is not None:
             out[name] = LARGEST[dt]
     return out
+
+
+class RefusalCheck(Check):
+    """Base of every check that judges an exception (sections 8 and 9): a refusal counts only when
+    the same adapter runs the *valid twin* of the case (``twin``: the invalid part set right)
+    without raising; otherwise nothing is learnt about the clause, and the case is unjudged. When
+    the adapter attaches the state its backend was left in (``contract.with_state``), a refusal
+    must also leave the running statistics and the counter bit for bit as they were (section 8:
+    the error comes "before changing any state")."""
+
+    judges_refusal: ClassVar[bool] = True
+
+    def twin(self, case: Case) -> Case:
+        """``case`` made valid: the parameter this check breaks, set right."""
+        raise NotImplementedError
+
+    def refused(self, run: Any, case: Case, error: BaseException, ctx: Context) -> Verdict:
+        """The verdict on a refusal: state untouched, and the valid twin accepted."""
+        state = state_of(error)
+        if state is not None:
+            for name in ("running_mean", "running_var"):
+                before, after = getattr(case, name), getattr(state, name)
+                if before is not None and after is not None and not _same_bits(before, after):
+                    return fail(f"raised {describe_error(error)}, but only after changing {name} "
+                                f"(section 8: the error comes before changing any state)", output=name)
+            if (ctx.capabilities.counter and case.tracked and state.num_batches_tracked is not None
+                    and state.num_batches_tracked != case.num_batches_tracked):
+                return fail(f"raised {describe_error(error)}, but only after moving num_batches_tracked from "
+                            f"{case.num_batches_tracked} to {state.num_batches_tracked} (section 8: the error "
+                            f"comes before changing any state; BN-RUN-4)", output="num_batches_tracked")
+        twin = self.twin(case)
+        try:
+            run(twin)
+        except Exception as exc:  # noqa: BLE001 - the backend's exception is the subject under test
+            return unjudged(f"raised {describe_error(error)}, but also raised {describe_error(exc)} on the valid "
+                            f"twin of the case ({twin.describe()}): a refusal that says nothing about "
+                            f"{', '.join(self.clauses)}")
+        return Verdict()
+
+
+def _same_bits(a: Any, b: Any) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
 def snapshot(case: Case) -> dict[str, np.ndarray]:

@@ -22,6 +22,7 @@ class Verdict:
     budget: float = 0.0
     message: str = ""
     worst: dict[str, Any] = field(default_factory=dict)
+    judged: bool = True  # False: the suite could not judge this case (status unjudged); ``ok`` is then False
 
     def merge(self, other: Verdict) -> Verdict:
         """The conjunction, described by its worst failure."""
@@ -32,6 +33,11 @@ class Verdict:
 
 def fail(message: str, **worst: Any) -> Verdict:
     return Verdict(ok=False, budget=float("inf"), message=message, worst=worst)
+
+
+def unjudged(message: str) -> Verdict:
+    """The case says nothing about the clause (e.g. a refusal whose valid twin is refused too)."""
+    return Verdict(ok=False, budget=0.0, message=message, judged=False)
 
 
 def as_float64(got: Any, name: str, shape: tuple[int, ...]) -> tuple[np.ndarray | None, str]:

@@ -7,7 +7,8 @@ a fault's detail. Replies:
 
 - ``("ready", name, capabilities, environment)`` or ``("error", message)`` after loading;
 - ``("ok", outcome, changed, environment)``: ``run`` returned ``outcome``;
-- ``("raised", type name, qualified name, message, traceback, changed, environment)``;
+- ``("raised", type name, qualified name, message, traceback, state, changed, environment)``, where
+  ``state`` is the ``Outcome`` the adapter attached with ``contract.with_state`` (or None);
 - ``("fault", reason, environment)``: nothing a check can judge (see ``plain``).
 
 ``changed`` holds the case's arrays the backend modified in place; ``environment`` is sent again
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters.contract import Capabilities, Case, Outcome, ReplicaState
+from ..adapters.contract import Capabilities, Case, Outcome, ReplicaState, state_of
 from ..errors import BnspecError
 
 _HEADER = 8  # bytes of the little-endian frame length
@@ -175,8 +176,11 @@ def _run_one(adapter: Any, case: Case, env: _Environment) -> tuple[Any, ...]:
     try:
         result = adapter.run(case)
     except Exception as exc:  # noqa: BLE001 - the backend's exception is what the checks judge
+        state = state_of(exc)
+        if state is not None and plain(state):
+            state = None  # what cannot come back plainly is not sent: the refusal is judged alone
         return ("raised", type(exc).__name__, f"{type(exc).__module__}.{type(exc).__qualname__}", safe_str(exc),
-                _safe_traceback(exc), _changed(case, before), env.changed())
+                _safe_traceback(exc), state, _changed(case, before), env.changed())
     except BaseException as exc:  # noqa: BLE001 - SystemExit and the like: not an answer a check can judge
         return ("fault", f"run() raised {type(exc).__name__}: {safe_str(exc)[:200]}, which is not an Exception",
                 env.changed())

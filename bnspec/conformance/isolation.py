@@ -33,7 +33,7 @@ from typing import IO, Any, ClassVar
 
 import numpy as np
 
-from ..adapters.contract import Capabilities, Case, Outcome
+from ..adapters.contract import Capabilities, Case, Outcome, with_state
 from ..errors import BnspecError, InvalidArgument
 from .isolated_process import Expired, frame, read_frame, receive, write
 
@@ -275,6 +275,8 @@ class WorkerAdapter:
             self._retire()
         exc = remote_class(type_name)(message)
         exc.remote_type, exc.remote_traceback = qualname, tb
+        if reply[5] is not None:
+            with_state(exc, reply[5])
         raise exc
 
     def environment(self) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 One ``<testsuite>`` per run, named after the adapter; one ``<testcase>`` per check, its
 ``classname`` the clause area and its ``name`` the check. A failing check carries ``<failure>``;
 a check the suite could not judge (error, crash, timeout) ``<error>``; an unsupported one
-``<skipped>``. A known deviation and a profile pass, as they do for the exit status, with the
-note in ``<system-out>``. Properties record the seed, the clauses and the budget, so a CI page
+``<skipped>``, as is one the suite could not judge (timeout, unjudged: the message says so). A
+known deviation, a stale declaration, a quality shortfall and a profile pass, as they do for the
+exit status, with the note in ``<system-out>``. Properties record the seed, the clauses and the budget, so a CI page
 shows what the terminal shows.
 """
 
@@ -15,7 +16,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from .render import budget_text
-from .results import CheckResult, RunReport, write_atomic
+from .results import UNJUDGED, CheckResult, RunReport, write_atomic
 
 # XML 1.0 cannot hold most control characters, not even escaped; a backend's message may.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -51,11 +52,16 @@ def testcase(r: CheckResult) -> ET.Element:
     first_line = _text(r.message.splitlines()[0] if r.message else r.status)
     if r.status == "fail":
         ET.SubElement(case, "failure", message=first_line, type="fail").text = _body(r)
-    elif r.failed:  # error, crash, timeout: the suite could not judge the check
+    elif r.failed:  # error, crash: the backend broke the check's run
         ET.SubElement(case, "error", message=first_line, type=r.status).text = _body(r)
     elif r.status == "unsupported":
         ET.SubElement(case, "skipped", message=_text(r.message or "unsupported"))
-    if r.note and not r.failed:
+    elif r.status in UNJUDGED:
+        ET.SubElement(case, "skipped", message=f"could not judge ({r.status}): {first_line}").text = _body(r)
+    if r.status in ("deviation", "shortfall"):
+        note = f"{r.status}: {r.message}" + (f"\n{r.note}" if r.note else "")
+        ET.SubElement(case, "system-out").text = _text(note)
+    elif r.note and not r.failed:
         ET.SubElement(case, "system-out").text = _text(r.note)
     return case
 
@@ -67,11 +73,12 @@ def to_junit(report: RunReport) -> str:
     suite = ET.SubElement(
         suites, "testsuite", name=f"bnspec.{report.adapter}", tests=str(len(report.results)),
         failures=str(counts.get("fail", 0)),
-        errors=str(sum(counts.get(s, 0) for s in ("error", "crash", "timeout"))),
-        skipped=str(counts.get("unsupported", 0)), time=f"{report.seconds:.3f}",
+        errors=str(sum(counts.get(s, 0) for s in ("error", "crash"))),
+        skipped=str(sum(counts.get(s, 0) for s in ("unsupported", *UNJUDGED))), time=f"{report.seconds:.3f}",
     )
     _properties(suite, {"adapter": report.adapter, "target": report.target, "seed": report.seed,
                         "examples": report.examples, "complete": str(report.complete).lower(),
+                        "verdict": report.verdict,
                         **{f"environment.{k}": v for k, v in report.environment.items()}})
     for r in report.results:
         suite.append(testcase(r))

@@ -12,12 +12,12 @@ from typing import TextIO
 
 from ..adapters.contract import profiles_of
 from .check import Check
-from .results import STATUSES, CheckResult, RunReport
+from .checks import SECTIONS
+from .results import FAILING, STATUSES, UNJUDGED, CheckResult, RunReport
 
-_COLOURS = {"pass": "32", "profile": "36", "deviation": "33", "fail": "31", "error": "31", "crash": "31",
-            "timeout": "31", "unsupported": "90"}
-_COLUMNS = ("pass", "profile", "deviation", "fail", "error", "unsupported")
-_RARE = ("crash", "timeout")  # columns shown only when some check has that status
+_COLOURS = {"pass": "32", "profile": "36", "stale": "33", "deviation": "33", "shortfall": "35", "fail": "31",
+            "error": "31", "crash": "31", "timeout": "35", "unjudged": "35", "unsupported": "90"}
+_COLUMNS = ("pass", "profile", "deviation", "fail", "error", "unsupported")  # the rest only when some check has it
 
 
 def use_colour(stream: TextIO) -> bool:
@@ -37,8 +37,9 @@ def budget_text(budget: float | None) -> str:
 def header(report: RunReport) -> str:
     caps = report.capabilities
     profiles = ", ".join(profiles_of(caps.get("running_var", "unbiased"), caps.get("dtype_rule", "input"))) or "none"
-    return (f"bnspec: adapter {report.adapter} ({report.target}); seed {report.seed}; "
-            f"{report.examples} examples per check; profiles: {profiles}")
+    examples = (f"{report.examples} examples per check" if report.examples else
+                "0 examples: only the fixed cases ran, nothing was drawn")
+    return f"bnspec: adapter {report.adapter} ({report.target}); seed {report.seed}; {examples}; profiles: {profiles}"
 
 
 def area_table(report: RunReport, colour: bool = False) -> str:
@@ -64,30 +65,52 @@ def check_line(r: CheckResult, colour: bool = False) -> str:
 
 
 def details(report: RunReport, colour: bool = False, verbose: bool = False) -> str:
-    """Every check that did not plainly pass, with its message; all checks when ``verbose``."""
+    """Every check that did not plainly pass, with its message; all checks when ``verbose``.
+
+    Unsupported checks that share a reason are one line (each its own with ``verbose``)."""
     out = []
+    groups: dict[str, list[CheckResult]] = {}
+    for r in report.results:
+        if r.status == "unsupported" and not verbose:
+            groups.setdefault(r.message, []).append(r)
     for r in report.results:
         if r.status == "pass" and not verbose and not r.note:
             continue
+        if r.status == "unsupported" and not verbose:
+            group = groups.get(r.message)
+            if group is None:
+                continue  # its group's line is out already
+            if len(group) > 1:
+                out.append(f"{_paint(f'{r.status.upper():<11}', r.status, colour)} {_where(group)}: {r.message}")
+                del groups[r.message]
+                continue
         out.append(check_line(r, colour))
         for text in (r.message, r.note):
             if text:
                 out.append(f"    {text}")
-        if r.failed and r.reproducer and len(r.reproducer) <= 2500:
+        if r.status in (*FAILING, *UNJUDGED) and r.reproducer and len(r.reproducer) <= 2500:
             out.append("    reproducer:")
             out.extend(f"      {line}" for line in r.reproducer.rstrip().splitlines())
-        elif r.failed and r.reproducer:
+        elif r.status in (*FAILING, *UNJUDGED) and r.reproducer:
             out.append("    reproducer: too long to show here; it is in the JSON report (--json)")
     return "\n".join(out)
 
 
+def _where(group: list[CheckResult]) -> str:
+    """``7 checks of section 10 (synchronized)``, or of several areas."""
+    areas = list(dict.fromkeys(r.area for r in group))
+    if len(areas) == 1:
+        return f"{len(group)} checks of {SECTIONS.get(areas[0], areas[0])}"
+    return f"{len(group)} checks ({', '.join(areas)})"
+
+
 def summary(report: RunReport, colour: bool = False) -> str:
+    """``ADAPTER: VERDICT: counts in T s (seed N)``; the verdict's first words say what it found."""
     counts = report.counts()
-    parts = [f"{counts[c]} {c}" for c in STATUSES if counts.get(c)]
-    verdict = "conforms" if report.ok else "DOES NOT CONFORM"
-    if not report.complete:
-        verdict += " (interrupted: incomplete)"
-    word = _paint(verdict, "pass" if report.ok else "fail", colour)
+    parts = [f"{counts[c]} {c}" for c in STATUSES if counts.get(c)] or ["no check ran"]
+    verdict = report.verdict
+    tone = "pass" if report.strict_ok else "deviation" if report.ok else "fail"
+    word = _paint(verdict, tone, colour)
     return f"{report.adapter}: {word}: {', '.join(parts)} in {report.seconds:.1f} s (seed {report.seed})"
 
 
@@ -116,7 +139,7 @@ class Progress:
 
     def __call__(self, result: CheckResult) -> None:
         self.done_count += 1
-        self.bad += result.failed
+        self.bad += result.status in FAILING
         self._draw(f"{result.name}: {result.status}")
 
     def _draw(self, text: str) -> None:

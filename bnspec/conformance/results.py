@@ -15,10 +15,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-Status = Literal["pass", "profile", "fail", "deviation", "unsupported", "error", "crash", "timeout"]
-STATUSES: tuple[str, ...] = ("pass", "profile", "deviation", "fail", "error", "crash", "timeout", "unsupported")
-FAILING: tuple[str, ...] = ("fail", "error", "crash", "timeout")
-SCHEMA_VERSION = 2
+Status = Literal["pass", "profile", "stale", "deviation", "shortfall", "fail", "error", "crash", "timeout",
+                 "unjudged", "unsupported"]
+STATUSES: tuple[str, ...] = ("pass", "profile", "stale", "deviation", "shortfall", "fail", "error", "crash",
+                             "timeout", "unjudged", "unsupported")
+PASSING: tuple[str, ...] = ("pass", "profile")
+# Conforming, but not plainly: a declared finding, a declaration whose trigger no longer fails, a SHOULD missed.
+EXCEPTED: tuple[str, ...] = ("deviation", "stale", "shortfall")
+# A departure from a MUST, or a backend that broke the run of a check (returned garbage, died).
+FAILING: tuple[str, ...] = ("fail", "error", "crash")
+# The suite could not judge: a case outlived its time limit, or a refusal had no working twin to compare with.
+UNJUDGED: tuple[str, ...] = ("timeout", "unjudged")
+SCHEMA_VERSION = 3
 
 # Modules whose versions a report records when the run imported them.
 BACKEND_MODULES: tuple[str, ...] = ("torch", "jax", "jaxlib", "flax", "keras", "tensorflow", "onnxruntime", "onnx",
@@ -63,6 +71,7 @@ class RunReport:
     complete: bool = True
     seconds: float = 0.0
     timeout: float | None = None  # per-case limit of the worker; None when run in-process
+    planned: int = 0  # checks selected for the run; more than len(results) when interrupted
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -71,8 +80,44 @@ class RunReport:
         return out
 
     @property
+    def judged(self) -> int:
+        """How many checks were judged: neither unsupported nor unjudged."""
+        return sum(r.status not in ("unsupported", *UNJUDGED) for r in self.results)
+
+    @property
+    def verdict(self) -> str:
+        """The run's verdict in words, its first words the finding (``docs/reading-reports.md``):
+
+        - ``incomplete: N of M checks ran`` when interrupted;
+        - ``DOES NOT CONFORM`` when a check failed, errored or crashed;
+        - ``nothing judged`` when no check could be judged (all unsupported, or none selected);
+        - ``not fully judged: N checks could not be judged`` on timeouts or refusals without a twin;
+        - ``conforms except N known findings`` (and quality shortfalls, stale declarations);
+        - ``conforms``.
+        """
+        counts = self.counts()
+        if not self.complete:
+            return f"incomplete: {len(self.results)} of {self.planned or '?'} checks ran (interrupted)"
+        if any(counts.get(s) for s in FAILING):
+            return "DOES NOT CONFORM"
+        if self.judged == 0:
+            return "nothing judged: no selected check applies to this adapter"
+        unjudged = sum(counts.get(s, 0) for s in UNJUDGED)
+        if unjudged:
+            return f"not fully judged: {_n(unjudged, 'check')} could not be judged"
+        excepts = [_n(counts[s], what) for s, what in (("deviation", "known finding"), ("shortfall", "quality shortfall"),
+                                                        ("stale", "stale declaration")) if counts.get(s)]
+        return "conforms except " + " and ".join(excepts) if excepts else "conforms"
+
+    @property
     def ok(self) -> bool:
-        return not any(r.failed for r in self.results)
+        """Conforms: complete, something judged, every judged check passed or departs as declared."""
+        return self.verdict.startswith("conforms")
+
+    @property
+    def strict_ok(self) -> bool:
+        """Conforms with no exception at all: ``--strict``."""
+        return self.verdict == "conforms"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,9 +131,14 @@ class RunReport:
             "complete": self.complete,
             "timeout": self.timeout,
             "seconds": round(self.seconds, 3),
-            "summary": {"ok": self.ok, "counts": self.counts(), "checks": len(self.results)},
+            "summary": {"ok": self.ok, "verdict": self.verdict, "counts": self.counts(), "checks": len(self.results),
+                        "planned": self.planned, "judged": self.judged},
             "checks": [_jsonable(asdict(r)) for r in self.results],
         }
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _jsonable(v: Any) -> Any:

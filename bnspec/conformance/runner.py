@@ -119,7 +119,7 @@ def run_check(adapter: Adapter, check: Check, examples: int, run_seed: int, targ
             budget=worst.budget if count else None,
             message=f"{fault.reason} ({', '.join(check.clauses)}) [{adapter.name}: {_describe(current)}]",
             case=_describe(current),
-            reproducer=reproducer(target, current) or None,
+            reproducer=reproducer(target, current, refusal=check.judges_refusal) or None,
             seconds=seconds,
             detail=fault.detail,
             **base,
@@ -128,22 +128,25 @@ def run_check(adapter: Adapter, check: Check, examples: int, run_seed: int, targ
         status = "profile" if check.uses_profile(caps) else "pass"
         note = f"conforms under profile {', '.join(check.profiles_used(caps))}" if status == "profile" else ""
         if caps.deviation(check.name):
+            status = "stale"
             note = f"declared as a known deviation but passed: the declaration is stale ({caps.deviation(check.name)})"
         return CheckResult(status=status, examples=count, budget=worst.budget if count else None,
                            seconds=seconds, note=note, **base)
     subject, verdict = failing
-    deviation = caps.deviation(check.name)
+    deviation = caps.deviation(check.name) if verdict.judged else None
     note = f"known deviation: {deviation}" if deviation else ""
     if fault is not None:  # a failure was found; a fault while shrinking it ends the shrinking only
         note = "; ".join(filter(None, [note, f"shrinking stopped: {fault.status} on {_describe(current)}: {fault.reason}"]))
     return CheckResult(
-        status="deviation" if deviation else "fail",
+        status=("unjudged" if not verdict.judged else "deviation" if deviation
+                else "shortfall" if check.level == "SHOULD" else "fail"),
         examples=count,
         budget=verdict.budget,
         message=f"{verdict.message} ({', '.join(check.clauses)}) [{adapter.name}: {_describe(subject)}]",
         case=_describe(subject),
         worst=verdict.worst,
-        reproducer=reproducer(target, subject, verdict.worst.get("output"), verdict.worst.get("index")),
+        reproducer=reproducer(target, subject, verdict.worst.get("output"), verdict.worst.get("index"),
+                              refusal=check.judges_refusal),
         seconds=seconds,
         note=note,
         detail=fault.detail if fault is not None else "",
@@ -167,8 +170,10 @@ def run(adapter: Adapter, *, target: str | None = None, examples: int = DEFAULT_
     report = RunReport(adapter=adapter.name, target=target, capabilities=asdict(adapter.capabilities),
                        environment={}, seed=run_seed, examples=examples,
                        timeout=adapter.timeout if isolated else None)
+    checks = select(pattern)
+    report.planned = len(checks)
     try:
-        for check in select(pattern):
+        for check in checks:
             if on_start is not None:
                 on_start(check)
             result = run_check(adapter, check, examples, run_seed, target)

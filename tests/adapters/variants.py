@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bnspec import Capabilities, Case, Outcome
+from bnspec.adapters.contract import with_state
 from bnspec.adapters.reference import ReferenceAdapter
 from bnspec.reference import step
 
@@ -48,6 +49,38 @@ class NoMomentumCheck(ReferenceAdapter):
         if case.momentum is not None and not 0 <= case.momentum <= 1:
             case = replace(case, momentum=0.5)
         return super().run(case)
+
+
+class DeclaresMomentum(NoMomentumCheck):
+    """Accepts any momentum, and declares it: a known finding (BN-ARG-5)."""
+
+    name = "declares-momentum"
+    capabilities = replace(ReferenceAdapter.capabilities,
+                           known_deviations=(("arg-momentum-range", "accepts any momentum, like PyTorch"),))
+
+
+class Raiser(ReferenceAdapter):
+    """The adapter guide's first step: raises for everything. Its refusals prove nothing (issue 13)."""
+
+    name = "raiser"
+
+    def run(self, case: Case) -> Outcome:
+        raise NotImplementedError("not written yet")
+
+
+class CounterBeforeCheck(ReferenceAdapter):
+    """Raises on invalid use, but only after counting the step, as PyTorch's module does (T3)."""
+
+    name = "counter-before-check"
+
+    def run(self, case: Case) -> Outcome:
+        try:
+            return super().run(case)
+        except Exception as exc:
+            if case.training and case.tracked and case.num_batches_tracked is not None:
+                raise with_state(exc, Outcome(running_mean=case.running_mean, running_var=case.running_var,
+                                              num_batches_tracked=case.num_batches_tracked + 1)) from None
+            raise
 
 
 biased = BiasedReference()

@@ -24,11 +24,20 @@ from ..check import Check
 from .dtypes import DtypeHalf, DtypeHalfParams, DtypeOutput
 from .eval import EvalOutput, EvalUntracked
 from .gradients import GradAffineOff, GradEval, GradTrain, GradUntrackedEval
-from .higher_order import Grad2Eval, Grad2Train, JvpEval, JvpOverJvp, JvpOverVjp, JvpTrain, Order3RightOrRaised
+from .higher_order import (
+    Grad2Eval,
+    Grad2Train,
+    JvpEval,
+    JvpOverJvp,
+    JvpOverVjp,
+    JvpTrain,
+    Order3ReverseRightOrRaised,
+    Order3RightOrRaised,
+)
 from .inputs import EmptyBatch, InputsUnmutated
 from .invalid import ArgMomentumRange, ArgNegativeEps, ArgNonFloating, ArgOneValue, ArgShape
-from .running import EvalNoUpdate, RunningCounter, RunningCumulative, RunningMomentum, RunningUntracked
 from .quality import QualConstant, QualReductions, QualSignSymmetry
+from .running import EvalNoUpdate, RunningCounter, RunningCumulative, RunningMomentum, RunningUntracked
 from .scenarios import MultiStep
 from .special import SpecialConstant, SpecialNonFinite
 from .synchronized import (
@@ -49,6 +58,7 @@ CHECKS: tuple[Check, ...] = (
     EvalOutput(), EvalUntracked(),
     GradTrain(), GradEval(), GradUntrackedEval(), GradAffineOff(),
     JvpTrain(), JvpEval(), Grad2Train(), Grad2Eval(), JvpOverVjp(), JvpOverJvp(), Order3RightOrRaised(),
+    Order3ReverseRightOrRaised(),
     DtypeOutput(), DtypeHalf(), DtypeHalfParams(),
     SpecialNonFinite(), SpecialConstant(),
     ArgOneValue(), ArgShape(), ArgNonFloating(), ArgNegativeEps(), ArgMomentumRange(),
@@ -60,3 +70,12 @@ CHECKS: tuple[Check, ...] = (
 )
 
 AREAS: tuple[str, ...] = tuple(dict.fromkeys(c.area for c in CHECKS))
+
+# Where each area's clauses live in spec/batchnorm.md, for reports that group checks by section.
+SECTIONS: dict[str, str] = {
+    "LAYOUT": "section 1 (layout)", "TRAIN": "section 2 (training forward)", "RUN": "section 3 (running statistics)",
+    "EVAL": "section 4 (eval forward)", "GRAD": "section 5 (gradients)", "DTYPE": "section 6 (data types)",
+    "SPECIAL": "section 7 (special values)", "ARG": "section 8 (invalid use)", "IO": "section 9 (inputs)",
+    "EMPTY": "section 9 (empty batches)", "SYNC": "section 10 (synchronized)", "SCENARIO": "the scenarios",
+    "GRAD2": "section 5 (higher-order gradients)", "QUAL": "the quality tier (spec/precision.md)",
+}

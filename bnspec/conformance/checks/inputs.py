@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from ...adapters.contract import Case, Outcome
 from ..cases import Recipe, Space
-from ..check import (
-    Check,
-    Context,
-    describe_error,
-    snapshot,
-)
+from ..check import Check, Context, RefusalCheck, describe_error, snapshot
 from ..compare import Verdict, fail
 
 
@@ -38,7 +34,7 @@ class InputsUnmutated(Check):
         return Verdict()
 
 
-class EmptyBatch(Check):
+class EmptyBatch(RefusalCheck):
     """An empty batch raises or returns an empty output, and leaves the state untouched."""
 
     name = "empty-batch"
@@ -49,9 +45,22 @@ class EmptyBatch(Check):
              Recipe(shape=(0, 3, 5), momentum=None, num_batches_tracked=2, seed=22),
              Recipe(shape=(0, 4, 4, 2), axis=-1, seed=23))
 
-    def judge(self, case: Case, outcome: Outcome | None, error: BaseException | None, ctx: Context) -> Verdict:
+    def evaluate(self, run: Any, case: Case, ctx: Context) -> Verdict:
+        try:
+            outcome, error = run(case), None
+        except Exception as exc:  # noqa: BLE001 - the backend's exception is the subject under test
+            outcome, error = None, exc
         if error is not None:
-            return Verdict()
+            return self.refused(run, case, error, ctx)
+        return self.judge(case, outcome, None, ctx)
+
+    def twin(self, case: Case) -> Case:
+        """Two rows of data in place of none."""
+        shape = (2, *case.x.shape[1:])
+        x = np.random.default_rng(0).normal(size=shape).astype(case.x.dtype)
+        return replace(case, x=x, grad_output=None, shards=None)
+
+    def judge(self, case: Case, outcome: Outcome | None, error: BaseException | None, ctx: Context) -> Verdict:
         if outcome is None:
             return fail("no outcome and no error")
         y = outcome.y

@@ -11,22 +11,26 @@ from hypothesis import strategies as st
 from ...adapters.contract import Capabilities, Case, Outcome
 from ...dtypes import dtype_name, numpy_dtype
 from ..cases import Recipe, Space
-from ..check import (
-    Check,
-    CompareCheck,
-    Context,
-)
+from ..check import CompareCheck, Context, RefusalCheck
 from ..compare import Verdict, fail
 
 
-class _MustRaise(Check):
-    """Base: the prepared case is invalid, and the backend must raise."""
+class _MustRaise(RefusalCheck):
+    """Base: the prepared case is invalid, and the backend must raise; the refusal counts when the
+    valid twin runs (``RefusalCheck``)."""
 
     what: ClassVar[str] = ""
 
-    def judge(self, case: Case, outcome: Outcome | None, error: BaseException | None, ctx: Context) -> Verdict:
+    def evaluate(self, run: Any, case: Case, ctx: Context) -> Verdict:
+        try:
+            outcome, error = run(case), None
+        except Exception as exc:  # noqa: BLE001 - the backend's exception is the subject under test
+            outcome, error = None, exc
         if error is not None:
-            return Verdict()
+            return self.refused(run, case, error, ctx)
+        return self.judge(case, outcome, None, ctx)
+
+    def judge(self, case: Case, outcome: Outcome | None, error: BaseException | None, ctx: Context) -> Verdict:
         return fail(f"accepted {self.what} without raising ({self.detail(case)})")
 
     def detail(self, case: Case) -> str:
@@ -41,6 +45,12 @@ class ArgOneValue(_MustRaise):
     clauses = ("BN-ARG-1",)
     what = "one value per channel in training"
     space = None
+
+    def twin(self, case: Case) -> Case:
+        # Two values per channel: the batch and the batch plus one, stacked along axis 0.
+        x = np.concatenate([case.x, case.x + np.ones((), case.x.dtype)])
+        dy = None if case.grad_output is None else np.concatenate([case.grad_output] * 2)
+        return replace(case, x=x, grad_output=dy)
     fixed = (Recipe(shape=(1, 3), seed=17), Recipe(shape=(1, 2, 1, 1), seed=18),
              Recipe(shape=(1, 4, 1), tracked=False, seed=19))
 
@@ -69,6 +79,12 @@ class ArgShape(_MustRaise):
             length += 1
         return replace(case, **{name: np.resize(vec, length)})
 
+    def twin(self, case: Case) -> Case:
+        fill = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0}
+        right = {n: np.full(case.channels, fill[n], getattr(case, n).dtype) for n in fill
+                 if getattr(case, n) is not None and len(getattr(case, n)) != case.channels}
+        return replace(case, **right)
+
     def detail(self, case: Case) -> str:
         lengths = {n: len(getattr(case, n)) for n in ("weight", "bias", "running_mean", "running_var")
                    if getattr(case, n) is not None}
@@ -93,8 +109,12 @@ class ArgNonFloating(_MustRaise):
     def prepare(self, case: Case, extra: Any) -> Case:
         return replace(case, x=case.x.astype(extra or np.int64))
 
+    def twin(self, case: Case) -> Case:
+        like = case.weight if case.weight is not None else case.running_mean
+        return replace(case, x=case.x.astype(like.dtype if like is not None else np.float32))
+
     def judge(self, case: Case, outcome: Outcome | None, error: BaseException | None, ctx: Context) -> Verdict:
-        if error is not None or ctx.capabilities.dtype_rule != "promoted":
+        if ctx.capabilities.dtype_rule != "promoted":
             return super().judge(case, outcome, error, ctx)
         y = getattr(outcome, "y", None)
         dt = dtype_name(y.dtype) if isinstance(y, np.ndarray) else None
@@ -129,6 +149,9 @@ class ArgNegativeEps(_MustRaise):
     def prepare(self, case: Case, extra: Any) -> Case:
         return replace(case, eps=extra if extra is not None else -1e-5)
 
+    def twin(self, case: Case) -> Case:
+        return replace(case, eps=-case.eps)
+
     def detail(self, case: Case) -> str:
         return f"eps={case.eps}, training={case.training}"
 
@@ -147,6 +170,9 @@ class ArgMomentumRange(_MustRaise):
 
     def prepare(self, case: Case, extra: Any) -> Case:
         return replace(case, momentum=extra if extra is not None else 1.5)
+
+    def twin(self, case: Case) -> Case:
+        return replace(case, momentum=0.1)
 
     def detail(self, case: Case) -> str:
         return f"momentum={case.momentum}"

@@ -24,6 +24,7 @@ from ..check import (
     Check,
     CompareCheck,
     Context,
+    RefusalCheck,
     expected,
     fits_capabilities,
     not_run,
@@ -256,7 +257,7 @@ def _differs(b: Any, a: Any) -> str:
     return f"[{i}] = {float(b.reshape(-1)[i])!r} differs from {float(a.reshape(-1)[i])!r} on"
 
 
-class SyncOneValue(_SyncCheck):
+class SyncOneValue(_SyncCheck, RefusalCheck):
     """A training step whose concatenated batch holds one value per channel raises, though each replica alone cannot tell."""
 
     name = "sync-one-value"
@@ -268,10 +269,19 @@ class SyncOneValue(_SyncCheck):
         (Recipe(shape=(1, 3), seed=110), (0, 1, 0)),
     )
 
-    def judge(self, case: Case, outcome: Outcome | None, error: BaseException | None, ctx: Context) -> Verdict:
-        if error is not None:
-            return Verdict()
+    def evaluate(self, run: Any, case: Case, ctx: Context) -> Verdict:
+        try:
+            run(case)
+        except Exception as exc:  # noqa: BLE001 - the backend's exception is the subject under test
+            return self.refused(run, case, exc, ctx)
         return fail(f"accepted one value per channel over the concatenated batch without raising ({case.describe()})")
+
+    def twin(self, case: Case) -> Case:
+        """Every shard doubled: the batch and the batch plus one (two values per channel)."""
+        one = np.ones((), case.x.dtype)
+        parts = [np.concatenate([part, part + one]) for part in case.split(case.x)]
+        shards = tuple(2 * s for s in case.shards) if case.shards else None
+        return replace(case, x=np.concatenate(parts), shards=shards, grad_output=None)
 
 
 class SyncEmptyBatch(_SyncCheck, EmptyBatch):
@@ -281,6 +291,12 @@ class SyncEmptyBatch(_SyncCheck, EmptyBatch):
     area = "SYNC"
     clauses = ("BN-SYNC-5",)  # BN-EMPTY-1 on the concatenated batch
     space = None
+
+    def twin(self, case: Case) -> Case:
+        """One row on every replica in place of none."""
+        replicas = len(case.shards) if case.shards else 1
+        x = np.random.default_rng(0).normal(size=(replicas, *case.x.shape[1:])).astype(case.x.dtype)
+        return replace(case, x=x, grad_output=None, shards=(1,) * replicas if case.shards else None)
     split_fixed = (
         (Recipe(shape=(0, 3), seed=111), (0, 0)),
         (Recipe(shape=(0, 2, 4), momentum=None, num_batches_tracked=2, seed=112), (0, 0, 0)),
