@@ -153,6 +153,57 @@ def test_the_scan_finds_the_old_comparison():
     assert _optional_helper_comparisons(ast.parse("if dtype_name(a.dtype) == 'bfloat16':\n    pass\n")) == []
 
 
+DRAWS = """
+import json
+from bnspec.adapters.contract import Capabilities
+from bnspec.conformance.cases import Recipe, Space, dtypes_unsupported, fits, supported_dtypes
+from bnspec.conformance.checks import CHECKS
+half = Space(dtypes=("float16", "bfloat16"))
+both = Capabilities(dtypes=("float16", "float32", "bfloat16"), stats_dtypes=("float32",))
+only = Capabilities(dtypes=("bfloat16",), stats_dtypes=("float32",))
+check = next(c for c in CHECKS if c.name == "dtype-half")
+print(json.dumps({
+    "both": supported_dtypes(both, half), "only": supported_dtypes(only, half),
+    "both_reason": dtypes_unsupported(both, half), "only_reason": dtypes_unsupported(only, half),
+    "fits": fits(Recipe(shape=(4, 2), dtype="bfloat16", param_dtype="float32"), both),
+    "check_reason": check.unsupported(only),
+}))
+"""
+
+
+def _draws(tmp_path: Path, blocked: bool) -> dict:
+    (tmp_path / "blocked").mkdir(exist_ok=True)
+    proc = _python(DRAWS, _env(tmp_path / "blocked", None) if blocked else _env(tmp_path, ""))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def test_without_ml_dtypes_bfloat16_cases_are_not_drawn_and_say_why(tmp_path):
+    """BN-DTYPE-1: an adapter claiming float16 and bfloat16 gets float16 cases only; one claiming
+    bfloat16 alone gets none, with the reason naming what to install; a fixed bfloat16 recipe fits
+    no adapter."""
+    got = _draws(tmp_path, blocked=True)
+    assert got["both"] == ["float16"] and got["only"] == []
+    assert got["both_reason"] is None
+    assert "the adapter claims bfloat16" in got["only_reason"] and "pip install ml_dtypes" in got["only_reason"]
+    assert got["fits"] is False
+
+
+def test_with_ml_dtypes_bfloat16_cases_are_drawn(tmp_path):
+    if not _have_ml_dtypes():
+        pytest.skip("ml_dtypes is not installed here (it is a core dependency: pip install ml_dtypes)")
+    got = _draws(tmp_path, blocked=False)
+    assert got["both"] == ["float16", "bfloat16"] and got["only"] == ["bfloat16"]
+    assert got["only_reason"] is None and got["check_reason"] is None and got["fits"] is True
+
+
+@pytest.mark.xfail(strict=True, reason="Check.unsupported (conformance/check.py) and _SyncCheck.unsupported "
+                   "still build their own dtype message; they are to return cases.dtypes_unsupported(caps, space)")
+def test_a_check_left_without_dtypes_says_install_ml_dtypes(tmp_path):
+    got = _draws(tmp_path, blocked=True)
+    assert "pip install ml_dtypes" in (got["check_reason"] or "")
+
+
 CAPABILITIES = """
 import dataclasses, importlib, json
 from bnspec.adapters.registry import BUILTIN
