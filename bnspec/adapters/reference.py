@@ -26,6 +26,8 @@ class ReferenceAdapter:
         dtypes=("float16", "float32", "float64", "bfloat16"),
         channel_axes=(1, -1),
         stats_dtypes=("float32",),
+        mixed_dtypes=(("float64", "float32"), ("float32", "float64"), ("float16", "float64"), ("bfloat16", "float64")),
+        zero_eps=True,
         notes="double-double arithmetic; results rounded once to each output's dtype",
     )
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from ...adapters.contract import Capabilities, Case, Outcome
 from ...dtypes import dtype_name, promoted
-from ..cases import Recipe, Space
+from ..cases import WITH_EXTREMES, Recipe, Space
 from ..check import (
     ALL,
     Check,
@@ -33,7 +33,7 @@ class DtypeOutput(Check):
     name = "dtype-output"
     area = "DTYPE"
     clauses = ("BN-DTYPE-1", "BN-DTYPE-3")
-    space = Space(grad=True, large=False, dtypes=None, half_params=None)
+    space = Space(grad=True, large=False, dtypes=None, half_params=None, data=WITH_EXTREMES, mixed_every=2)
 
     def judge(self, case: Case, outcome: Outcome | None, error: BaseException | None, ctx: Context) -> Verdict:
         if (bad := not_run(outcome, error)) is not None:
@@ -75,7 +75,7 @@ class DtypeHalfParams(CompareCheck):
     area = "DTYPE"
     clauses = ("BN-DTYPE-2", "BN-DTYPE-3", "BN-PREC-3", "BN-PREC-5")
     outputs = ALL
-    space = Space(dtypes=HALF, grad=True, half_params=True)
+    space = Space(dtypes=HALF, grad=True, half_params=True, data=WITH_EXTREMES)
 
     def unsupported(self, caps: Capabilities) -> str | None:
         if not caps.half_params:
@@ -91,7 +91,7 @@ class DtypeHalf(CompareCheck):
     area = "DTYPE"
     clauses = ("BN-DTYPE-2", "BN-PREC-3", "BN-PREC-5")
     outputs = ALL
-    space = Space(dtypes=HALF, grad=True)
+    space = Space(dtypes=HALF, grad=True, very_large=True, data=WITH_EXTREMES)
     fixed = (
         # x**2 overflows float16 (max 65504) at |x| > 256: a float16 accumulator returns inf.
         Recipe(shape=(8, 2, 4), dtype="float16", param_dtype="float32", data="offset", offset=1e2, seed=14,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...adapters.contract import Capabilities
-from ..cases import Recipe, Space
+from ..cases import WITH_EXTREMES, Recipe, Space
 from ..check import (
     CompareCheck,
 )
@@ -15,7 +15,7 @@ class EvalOutput(CompareCheck):
     name = "eval-output"
     area = "EVAL"
     clauses = ("BN-EVAL-1", "BN-PREC-3")
-    space = Space(training=False, tracked=True)
+    space = Space(training=False, tracked=True, data=WITH_EXTREMES)
     fixed = (Recipe(shape=(1, 3), training=False, seed=11),)  # one value per channel is fine in eval
 
 
@@ -25,7 +25,7 @@ class EvalUntracked(CompareCheck):
     name = "eval-untracked"
     area = "EVAL"
     clauses = ("BN-EVAL-2", "BN-PREC-3")
-    space = Space(training=False, tracked=False)
+    space = Space(training=False, tracked=False, data=WITH_EXTREMES)
 
     def unsupported(self, caps: Capabilities) -> str | None:
         return None if caps.untracked else "the adapter always tracks running statistics"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...adapters.contract import Capabilities
-from ..cases import Recipe, Space
+from ..cases import WITH_EXTREMES, Recipe, Space
 from ..check import (
     GRADS,
     CompareCheck,
@@ -23,7 +23,7 @@ class GradTrain(_GradCheck):
     name = "grad-train"
     area = "GRAD"
     clauses = ("BN-GRAD-1", "BN-GRAD-2", "BN-PREC-5")
-    space = Space(training=True, affine=True, grad=True)
+    space = Space(training=True, affine=True, grad=True, data=WITH_EXTREMES)
     fixed = (
         Recipe(shape=(2, 3), grad="normal", seed=12),
         Recipe(shape=(16, 2, 4, 4), grad="correlated", data="offset", offset=1e3, seed=13),
@@ -36,7 +36,7 @@ class GradEval(_GradCheck):
     name = "grad-eval"
     area = "GRAD"
     clauses = ("BN-GRAD-3", "BN-GRAD-2", "BN-PREC-5")
-    space = Space(training=False, tracked=True, affine=True, grad=True)
+    space = Space(training=False, tracked=True, affine=True, grad=True, data=WITH_EXTREMES)
 
 
 class GradUntrackedEval(_GradCheck):
@@ -45,7 +45,7 @@ class GradUntrackedEval(_GradCheck):
     name = "grad-eval-untracked"
     area = "GRAD"
     clauses = ("BN-GRAD-1", "BN-EVAL-2", "BN-PREC-5")
-    space = Space(training=False, tracked=False, grad=True)
+    space = Space(training=False, tracked=False, grad=True, data=WITH_EXTREMES)
 
     def unsupported(self, caps: Capabilities) -> str | None:
         if not caps.untracked:
@@ -60,7 +60,7 @@ class GradAffineOff(_GradCheck):
     area = "GRAD"
     clauses = ("BN-GRAD-1", "BN-GRAD-2", "BN-PREC-5")
     outputs = ("grad_input",)
-    space = Space(affine=False, grad=True)
+    space = Space(affine=False, grad=True, data=WITH_EXTREMES)
 
     def unsupported(self, caps: Capabilities) -> str | None:
         if not caps.affine_off:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...adapters.contract import Capabilities, Case, Outcome
-from ..cases import Recipe, Space
+from ..cases import WITH_EXTREMES, Recipe, Space
 from ..check import (
     Check,
     CompareCheck,
@@ -23,7 +23,7 @@ class RunningMomentum(CompareCheck):
     area = "RUN"
     clauses = ("BN-RUN-1", "BN-RUN-2", "BN-PREC-4")
     outputs = ("running_mean", "running_var")
-    space = Space(training=True, tracked=True, cumulative=False)
+    space = Space(training=True, tracked=True, cumulative=False, data=WITH_EXTREMES)
     fixed = (
         Recipe(shape=(2, 3), momentum=0.1, seed=8),  # m = 2: the unbiased factor is 2
         Recipe(shape=(4, 2, 3), momentum=1.0, seed=9),  # momentum 1: the batch estimate alone
@@ -37,7 +37,7 @@ class RunningCumulative(CompareCheck):
     area = "RUN"
     clauses = ("BN-RUN-3", "BN-RUN-2", "BN-PREC-4")
     outputs = ("running_mean", "running_var")
-    space = Space(training=True, tracked=True, cumulative=True)
+    space = Space(training=True, tracked=True, cumulative=True, data=WITH_EXTREMES)
     fixed = (Recipe(shape=(3, 2), momentum=None, num_batches_tracked=3, seed=10),)
 
     def unsupported(self, caps: Capabilities) -> str | None:

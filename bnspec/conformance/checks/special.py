@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from ...adapters.contract import Capabilities, Case
-from ..cases import Recipe, Space
+from ..cases import WITH_EXTREMES, Recipe, Space
 from ..check import (
     ALL,
     CompareCheck,
@@ -23,7 +23,7 @@ class SpecialNonFinite(CompareCheck):
     area = "SPECIAL"
     clauses = ("BN-SPECIAL-1", "BN-PREC-7")
     outputs = ALL
-    space = Space(grad=True, large=False)
+    space = Space(grad=True, large=False, data=WITH_EXTREMES)
 
     def extras(self, caps: Capabilities) -> st.SearchStrategy[Any]:
         return st.tuples(st.sampled_from([np.nan, np.inf, -np.inf]), st.integers(0, 2**16))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ...adapters.contract import Capabilities, Case
-from ..cases import Recipe, Space
+from ..cases import WITH_EXTREMES, Recipe, Space
 from ..check import (
     ALL,
     CompareCheck,
@@ -23,7 +23,7 @@ class TrainOutput(CompareCheck):
     area = "TRAIN"
     clauses = ("BN-LAYOUT-1", "BN-TRAIN-1", "BN-TRAIN-2", "BN-TRAIN-3", "BN-TRAIN-4", "BN-PREC-1", "BN-PREC-2",
                "BN-PREC-3")
-    space = Space(training=True, affine=True)
+    space = Space(training=True, affine=True, data=WITH_EXTREMES)
     fixed = (
         Recipe(shape=(2, 3), seed=1),  # m = 2, the smallest training batch
         Recipe(shape=(5, 1, 3), seed=2),  # one channel, odd sizes
@@ -39,7 +39,7 @@ class TrainAffineOff(CompareCheck):
     name = "train-affine-off"
     area = "TRAIN"
     clauses = ("BN-TRAIN-4", "BN-PREC-3")
-    space = Space(training=True, affine=False)
+    space = Space(training=True, affine=False, data=WITH_EXTREMES)
     fixed = (Recipe(shape=(6, 4), affine=False, seed=6),)
 
     def unsupported(self, caps: Capabilities) -> str | None:
@@ -52,7 +52,7 @@ class TrainBatchStatsOnly(CompareCheck):
     name = "train-batch-stats"
     area = "TRAIN"
     clauses = ("BN-TRAIN-5", "BN-PREC-3")
-    space = Space(training=True, tracked=True)
+    space = Space(training=True, tracked=True, data=WITH_EXTREMES)
 
     def prepare(self, case: Case, extra: Any) -> Case:
         # Running statistics far from the batch's own expose any blending.
@@ -70,7 +70,7 @@ class ChannelLast(CompareCheck):
     area = "LAYOUT"
     clauses = ("BN-LAYOUT-1", "BN-LAYOUT-2")
     outputs = ALL
-    space = Space(axes=(-1,), grad=True)
+    space = Space(axes=(-1,), grad=True, data=WITH_EXTREMES)
     fixed = (Recipe(shape=(2, 3, 3, 5), axis=-1, grad="normal", seed=7),)
 
     def unsupported(self, caps: Capabilities) -> str | None:
