@@ -179,7 +179,7 @@ def _draws(tmp_path: Path, blocked: bool) -> dict:
 
 
 def test_without_ml_dtypes_bfloat16_cases_are_not_drawn_and_say_why(tmp_path):
-    """BN-DTYPE-1: an adapter claiming float16 and bfloat16 gets float16 cases only; one claiming
+    """An adapter claiming float16 and bfloat16 gets float16 cases only; one claiming
     bfloat16 alone gets none, with the reason naming what to install; a fixed bfloat16 recipe fits
     no adapter."""
     got = _draws(tmp_path, blocked=True)
