@@ -254,7 +254,7 @@ def recipes(draw: st.DrawFn, caps: Capabilities, space: Space) -> Recipe:
         data=data,
         offset=draw(st.sampled_from(OFFSETS[dtype])) if data == "offset" else 1e3,
         seed=draw(st.integers(0, 2**32 - 1)),
-        state=draw(st.sampled_from(["random", "random", "fresh", "mixed"])),
+        state=draw(st.sampled_from(["random", "random", "fresh", "fresh", "mixed"])),
     )
 
 
