@@ -49,6 +49,7 @@ CLASSES = ("exact", "constant", "log m", "sqrt m", "m")
 MODELS = {"constant": lambda m: np.ones_like(m), "log m": np.log2, "sqrt m": np.sqrt, "m": lambda m: m}
 # channel-first (N, C, L), channel-last (N, L, C), and rank 2 (m, C): what BatchNorm1d gets from a dense layer.
 LAYOUTS = {"channel-first": 1, "channel-last": -1, "rank-2": 1}
+MARKERS = ("o", "s", "^", "v", "D", "x", "+", "*", "<", ">")
 
 
 @dataclass
@@ -124,24 +125,40 @@ def make_case(dtype: str, m: int, kappa: float, seed: int, caps: Any) -> Any:
                 running_mean=np.zeros(2, pdt), running_var=np.zeros(2, pdt), grad_output=dy)
 
 
+def rank_of(caps: Any) -> int | None:
+    """The rank the channel-first and channel-last layouts are run in: 3, else the adapter's
+    smallest rank above it (a trailing axis of length 1 added), else None."""
+    for rank in (3, 4, 5):
+        if rank in caps.ranks:
+            return rank
+    return None
+
+
 def layouts_of(caps: Any) -> list[str]:
-    """The layouts of ``LAYOUTS`` the adapter takes: rank 3 with its channel axes, and rank 2."""
-    out = [lay for lay in ("channel-first", "channel-last") if LAYOUTS[lay] in caps.channel_axes and 3 in caps.ranks]
+    """The layouts of ``LAYOUTS`` the adapter takes: rank 3 (or 4, 5) with its channel axes, and rank 2."""
+    rank = rank_of(caps)
+    out = [lay for lay in ("channel-first", "channel-last") if LAYOUTS[lay] in caps.channel_axes and rank]
     if 2 in caps.ranks and (1 in caps.channel_axes or -1 in caps.channel_axes):
         out.append("rank-2")
     return out
 
 
-def in_layout(case: Any, layout: str) -> Any:
-    """The channel-first ``case`` in ``layout``: the same values per channel, moved (channel-last) or
-    flattened to ``(m, C)`` rows (rank-2); ``from_layout`` brings y and dx back."""
-    if layout == "channel-first":
-        return case
+def in_layout(case: Any, layout: str, rank: int | None = 3) -> Any:
+    """The channel-first ``(N, C, L)`` ``case`` in ``layout``: the same values per channel, moved
+    (channel-last ``(N, L, C)``), flattened to ``(m, C)`` rows (rank-2), or with trailing axes of
+    length 1 up to ``rank``; ``from_layout`` brings y and dx back."""
+    extra = max((rank or 3) - 3, 0)
 
     def move(a: Any) -> Any:
+        if layout == "channel-first":
+            return a.reshape(a.shape + (1,) * extra)
         moved = np.ascontiguousarray(np.moveaxis(a, 1, -1))
-        return moved.reshape(-1, moved.shape[-1]) if layout == "rank-2" else moved
+        if layout == "rank-2":
+            return moved.reshape(-1, moved.shape[-1])
+        return moved.reshape(moved.shape[:-1] + (1,) * extra + moved.shape[-1:])
 
+    if layout == "channel-first" and not extra:
+        return case
     dy = None if case.grad_output is None else move(case.grad_output)
     return replace(case, x=move(case.x), axis=-1 if layout == "channel-last" else 1, grad_output=dy)
 
@@ -149,7 +166,7 @@ def in_layout(case: Any, layout: str) -> Any:
 def from_layout(a: np.ndarray, layout: str, shape: tuple[int, ...]) -> np.ndarray:
     """An output of ``in_layout(case, layout)`` back in the channel-first ``shape``."""
     if layout == "channel-first":
-        return a
+        return a.reshape(shape)
     n, c, rest = shape[0], shape[1], shape[2:]
     return np.moveaxis(a.reshape((n, *rest, c)), -1, 1)
 
@@ -270,7 +287,7 @@ def sweep(targets: list[str], *, budget: float = DEFAULT_BUDGET, max_log2_m: int
         case = make_case(dtype, m, kappa, seed, caps)
         want, unit, must, should = judge.get((dtype, m, kappa, caps.running_var, caps.gradients,
                                               case.weight.dtype.name), case, caps.running_var)
-        run_case = in_layout(case, layout)
+        run_case = in_layout(case, layout, rank_of(caps))
         if layout == "rank-2" and 1 not in caps.channel_axes:
             run_case = replace(run_case, axis=-1)
         p = Point(t, dtype, layout, sweep_name, m, kappa)
@@ -307,9 +324,16 @@ def sweep(targets: list[str], *, budget: float = DEFAULT_BUDGET, max_log2_m: int
             ad.close()
     result["largest_m"] = 2 ** (stopped_at if stopped_at is not None else max_log2_m)
     result["seconds"] = round(time.monotonic() - start, 1)
-    result["points"] = [vars(p) for p in points]
+    result["points"] = [{**vars(p), **{k: {o: _round(v) for o, v in getattr(p, k).items()}
+                                       for k in ("units", "must", "should")}, "seconds": round(p.seconds, 3)}
+                        for p in points]
     result["summary"] = summarize(points)
     return result
+
+
+def _round(v: float) -> float:
+    """Four significant digits (the JSON's precision), infinity kept."""
+    return float(f"{v:.4g}") if math.isfinite(v) else v
 
 
 def summarize(points: list[Point]) -> dict[str, Any]:
@@ -397,8 +421,8 @@ def _num(v: float | None) -> str:
 
 def plots(result: dict[str, Any], out: Path) -> list[Path]:
     """``error-vs-m-<dtype>.png`` and ``error-vs-kappa-<dtype>.png`` in ``out``: one panel per
-    output, one line per target and layout (solid channel-first, dashed channel-last, dash-dot rank 2), the MUST and SHOULD
-    bounds of one reduction in black. Raises ImportError without matplotlib."""
+    output, one line per target (at each point the worst of its layouts; non-finite results drawn at
+    1e12), the MUST and SHOULD bounds of one reduction in black. Raises ImportError without matplotlib."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -417,17 +441,20 @@ def plots(result: dict[str, Any], out: Path) -> list[Path]:
             fig, axes = plt.subplots(2, 3, figsize=(15, 8.5), sharex=True)
             for ax, name in zip(axes.ravel(), OUTPUTS):
                 drawn = False
-                for t in targets:
-                    for lay, style in (("channel-first", "-"), ("channel-last", "--"), ("rank-2", "-.")):
-                        ser = sorted((p[xkey], p["units"][name]) for p in sel
-                                     if p["target"] == t and p["layout"] == lay and name in p["units"])
-                        if not ser:
-                            continue
-                        xs = [s[0] for s in ser]
-                        ys = [max(s[1], 1e-2) if math.isfinite(s[1]) else np.nan for s in ser]
-                        ax.plot(xs, ys, style, color=colours[t], marker="o", markersize=3, linewidth=1.6,
-                                label=f"{t} ({lay})")
-                        drawn = True
+                for i, t in enumerate(targets):
+                    # One line per target: at each point its worst layout (the table has each layout).
+                    worst: dict[float, float] = {}
+                    for p in sel:
+                        if p["target"] == t and name in p["units"]:
+                            v = p["units"][name]
+                            worst[p[xkey]] = max(worst.get(p[xkey], 0.0), v if math.isfinite(v) else 1e12)
+                    if not worst:
+                        continue
+                    xs = sorted(worst)
+                    ys = [max(worst[x], 1e-2) for x in xs]
+                    ax.plot(xs, ys, "-", color=colours[t], marker=MARKERS[i % len(MARKERS)], markersize=5,
+                            markerfacecolor="none", linewidth=1.6, alpha=0.85, label=t)
+                    drawn = True
                 if sweep_name == "m":
                     mm = np.array(sorted({p["m"] for p in sel}), float)
                     ax.plot(mm, [reduction_units(int(m))[0] for m in mm], "k-", linewidth=1, alpha=0.6,

@@ -51,7 +51,7 @@ def test_sweep_of_the_reference_and_a_sequential_accumulator(tmp_path):
     assert ref["max_should"] <= 1 and ref["max_must"] <= 1
     assert poor["max_must"] <= 1 < poor["max_should"]
     assert poor["series"]["float32 channel-first"]["outputs"]["running_mean"]["class"] == "m"
-    assert {p["layout"] for p in result["points"]} == {"channel-first", "channel-last"}
+    assert {p["layout"] for p in result["points"]} == {"channel-first", "channel-last", "rank-2"}
     assert {p["sweep"] for p in result["points"]} == {"m", "kappa"}
     json.dumps(result)  # JSON-able
     text = accuracy.table(result)
