@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -187,15 +187,55 @@ RunningVarEstimator = Literal["unbiased", "biased"]
 DtypeRule = Literal["input", "promoted"]
 
 
+# The clause that governs each output when a check's own clauses name none for it (a running
+# variance that fails inside a special-values check is still a BN-RUN-2 matter).
+GOVERNING: dict[str, tuple[str, ...]] = {
+    "running_mean": ("BN-RUN-1", "BN-RUN-3"), "running_var": ("BN-RUN-2", "BN-RUN-3"),
+    "num_batches_tracked": ("BN-RUN-4",), "grad_input": ("BN-GRAD-1", "BN-GRAD-3"),
+    "grad_weight": ("BN-GRAD-2",), "grad_bias": ("BN-GRAD-2",),
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One root cause, declared once: a documented departure of the backend (``spec/conventions.md``).
+
+    ``id`` is its entry there (``"T5"``), ``summary`` one line. A failing check is matched to the
+    finding when the clause that governs its failing output is among ``clauses`` (and the output
+    among ``outputs``, when given), whichever check it shows in. ``trigger`` is the finding's minimal
+    case, as the fields of a ``bnspec.conformance.cases.Recipe`` (pairs, e.g. ``(("shape", (2, 3)),
+    ("dtype", "float16"))``), run first by the check ``trigger_check`` in every run: while it fails,
+    the finding stands; once it passes, the declaration is stale, whatever the drawn cases did.
+    """
+
+    id: str
+    summary: str
+    clauses: tuple[str, ...]
+    outputs: tuple[str, ...] = ()
+    trigger_check: str = ""
+    trigger: tuple[tuple[str, Any], ...] = ()
+
+    def matches(self, clauses: tuple[str, ...], output: str | None) -> bool:
+        """Whether a failure of ``output`` governed by one of ``clauses`` is this finding's."""
+        if self.outputs and output not in self.outputs:
+            return False
+        return bool(set(self.clauses) & set(clauses))
+
+    def describe(self) -> str:
+        return f"{self.id}: {self.summary}"
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What an adapter claims; the suite generates only cases inside it.
 
     What lies outside is reported as unsupported, never as passed. ``running_var="biased"`` is the
     ``biased-running-var`` profile of ``spec/conventions.md``, ``dtype_rule="promoted"`` the
-    ``promoted-dtype`` one: checked against the profile and reported as conforming under it. ``known_deviations`` maps a check's name to a documented
-    reason (``spec/conventions.md``, Findings): such a check still runs and is reported as a
-    known deviation when it fails, and as stale when it passes. ``replicas`` lists the replica
+    ``promoted-dtype`` one: checked against the profile and reported as conforming under it.
+    ``findings`` declares each documented departure once (``Finding``: its clauses, outputs and
+    trigger case); a failing check it explains is reported as a known deviation, and the trigger
+    decides staleness. ``known_deviations``, the older form, maps a check's name to a documented
+    reason: that check is a known deviation when it fails (staleness then stays undecided). ``replicas`` lists the replica
     counts R the adapter can split a case over (section 10); empty: not distributed, and the
     synchronized checks are unsupported.
     """
@@ -220,6 +260,8 @@ class Capabilities:
     notes: str = ""
     replicas: tuple[int, ...] = ()
     known_deviations: tuple[tuple[str, str], ...] = field(default=())
+    # Root causes declared once, with their triggers (``Finding``); preferred to known_deviations.
+    findings: tuple[Finding, ...] = ()
     # Higher orders (BN-GRAD-4..7): the modes offered ("jvp", "vjp-nested", "jvp-of-vjp", "vjp-of-vjp"), the
     # highest order of "jvp" claimed, and for each mode not offered the reason.
     derivatives: tuple[str, ...] = ()
@@ -233,6 +275,10 @@ class Capabilities:
 
     def deviation(self, check: str) -> str | None:
         return dict(self.known_deviations).get(check)
+
+    def finding_for(self, clauses: tuple[str, ...], output: str | None) -> Finding | None:
+        """The declared finding that explains a failure of ``output`` under ``clauses``, or None."""
+        return next((f for f in self.findings if f.matches(clauses, output)), None)
 
     def derivative_gap(self, mode: str) -> str | None:
         """Why the higher-order ``mode`` is not offered (None when it is)."""

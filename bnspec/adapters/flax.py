@@ -18,23 +18,23 @@ from typing import Any
 import numpy as np
 
 from ..dtypes import dtype_name
-from .contract import Capabilities, Case, Outcome
+from .contract import Capabilities, Case, Finding, Outcome
+from .jax_derivatives import MODES, derivatives, directions_of
 
 # Findings of spec/conventions.md, section 4 ("Flax 0.12.8"), and the ones measured while writing these
 # adapters (reasons without an ID); each check still runs and is reported.
 _X4 = ("X4: the default use_fast_variance=True computes the batch variance as E[x^2] - E[x]^2 (clamped at 0), "
        "which loses precision whenever the mean is not small against the spread (BN-TRAIN-2); ")
+# X4 is one root cause that shows in every output computed from the batch variance: declared once,
+# with its minimal case (a float32 channel at 1e4 with spread 1, spec/conventions.md) as the trigger.
+X4 = Finding(
+    id="X4", summary=_X4.split(": ", 1)[1].rstrip("; "),
+    clauses=("BN-TRAIN-2", "BN-TRAIN-4", "BN-TRAIN-5", "BN-LAYOUT-2", "BN-RUN-2", "BN-GRAD-1", "BN-GRAD-2",
+             "BN-SPECIAL-1", "BN-SPECIAL-2", "BN-PREC-6"),
+    trigger_check="train-output",
+    trigger=(("shape", (256, 2)), ("data", "offset"), ("offset", 1e4), ("seed", 4)),
+)
 _SHARED = (
-    ("train-output", _X4 + "the output"),
-    ("train-affine-off", _X4 + "the output"),
-    ("train-batch-stats", _X4 + "the output"),
-    ("layout-channel-last", _X4 + "outputs and gradients"),
-    ("running-momentum", _X4 + "the running variance"),
-    ("grad-train", _X4 + "the gradients"),
-    ("grad-affine-off", _X4 + "the gradients"),
-    ("special-nonfinite", _X4 + "the finite channels' outputs"),
-    ("special-constant", _X4 + "a constant channel's variance is not exactly 0, so dx is off"),
-    ("scenario-multistep", _X4 + "the running variance"),
     ("arg-one-value", "X1: one value per channel in training gives y = beta and updates the stats, no error (BN-ARG-1)"),
     ("empty-batch", "X2: an empty batch turns the running mean and variance into NaN (BN-EMPTY-1)"),
     ("arg-negative-eps", "X3: a negative epsilon is accepted (BN-ARG-4)"),
@@ -43,19 +43,19 @@ _SHARED = (
                   "y takes their length; nnx training: the stored mean keeps it) (BN-ARG-2)"),
     ("dtype-half-params", "X7: with float16/bfloat16 parameters and state, eval normalizes in the half dtype "
                           "(x - mean and rsqrt(var + eps) are not promoted), up to 2.5 ulps against 0.5 "
-                          "(BN-DTYPE-2); " + _X4 + "in training"),
+                          "(BN-DTYPE-2); X4 in training"),
 )
 _LINEN_DEVIATIONS = _SHARED + (
     ("dtype-half", "X8: the backward pass of a float16/bfloat16 x rounds each use's cotangent to the half dtype "
                    "before summing them, so dx cancels in half precision (x = [0, 0.5]: dx = 0 instead of +-6.4e-4) "
-                   "(BN-DTYPE-2); " + _X4 + "the running variance"),
+                   "(BN-DTYPE-2); X4 for the running variance"),
     ("dtype-output", "X5: a training step returns half-precision running statistics as float32, the "
                      "dtype of the update's promotion, not the state's own (BN-DTYPE-3)"),
 )
 _NNX_DEVIATIONS = _SHARED + (
     ("dtype-half", "X9: with dtype=float16/bfloat16, nnx casts the float32 parameters and statistics to it "
                    "(promote_dtype), so dgamma and dbeta carry half precision though they are float32; X8: dx "
-                   "cancels in half precision as in linen (BN-DTYPE-2); " + _X4 + "the running variance"),
+                   "cancels in half precision as in linen (BN-DTYPE-2); X4 for the running variance"),
 )
 
 _NOTES = (
@@ -116,6 +116,9 @@ class FlaxLinenAdapter:
         stats_dtypes=("float32",),
         notes="flax.linen.BatchNorm (use_running_average for eval, mutable batch_stats, gradients by jax.vjp); " + _NOTES,
         known_deviations=_LINEN_DEVIATIONS,
+        findings=(X4,),
+        derivatives=MODES,
+        max_order=3,
     )
 
     def __init__(self) -> None:
@@ -128,10 +131,28 @@ class FlaxLinenAdapter:
     def unavailable_reason(cls) -> str | None:
         return None
 
+    def function(self, case: Case) -> Any:
+        """The layer as a pure ``f(x, *params) -> y`` (params: scale, bias, those present)."""
+        from flax import linen as nn
+
+        module = nn.BatchNorm(use_running_average=not case.training, **layer_options(case))
+        names = [k for k, v in (("scale", case.weight), ("bias", case.bias)) if v is not None]
+        stats = {"mean": _to_jax(case.running_mean), "var": _to_jax(case.running_var)}
+
+        def f(x: Any, *params: Any) -> Any:
+            variables = {"params": dict(zip(names, params)), "batch_stats": stats}
+            if case.training:
+                return module.apply(variables, x, mutable=["batch_stats"])[0]
+            return module.apply(variables, x)
+
+        return f
+
     def run(self, case: Case) -> Outcome:
         import jax
         from flax import linen as nn
 
+        if case.derivative is not None:  # BN-GRAD-4..7
+            return derivatives(case, self.function(case), *directions_of(case, _to_jax))
         module = nn.BatchNorm(use_running_average=not case.training, **layer_options(case))
         params = {k: _to_jax(v) for k, v in (("scale", case.weight), ("bias", case.bias)) if v is not None}
         stats = {"mean": _to_jax(case.running_mean), "var": _to_jax(case.running_var)}
@@ -168,11 +189,33 @@ class FlaxNnxAdapter(FlaxLinenAdapter):
         FlaxLinenAdapter.capabilities,
         notes="flax.nnx.BatchNorm (.train()/.eval(), gradients by nnx.vjp); " + _NOTES,
         known_deviations=_NNX_DEVIATIONS,
+        findings=(X4,),
     )
+
+    def function(self, case: Case) -> Any:
+        """The layer as a pure ``f(x, *params) -> y``: a fresh module merged from its split state per call."""
+        from flax import nnx
+
+        bn = nnx.BatchNorm(case.channels, rngs=nnx.Rngs(0), **layer_options(case))
+        bn.mean.set_value(_to_jax(case.running_mean))
+        bn.var.set_value(_to_jax(case.running_var))
+        bn.train() if case.training else bn.eval()
+        graphdef, state = nnx.split(bn)
+        names = [k for k, v in (("scale", case.weight), ("bias", case.bias)) if v is not None]
+
+        def f(x: Any, *params: Any) -> Any:
+            m = nnx.merge(graphdef, state)
+            for name, value in zip(names, params):
+                getattr(m, name).set_value(value)
+            return m(x)
+
+        return f
 
     def run(self, case: Case) -> Outcome:
         from flax import nnx
 
+        if case.derivative is not None:  # BN-GRAD-4..7
+            return derivatives(case, self.function(case), *directions_of(case, _to_jax))
         bn = nnx.BatchNorm(case.channels, rngs=nnx.Rngs(0), **layer_options(case))
         if case.weight is not None:
             bn.scale.set_value(_to_jax(case.weight))

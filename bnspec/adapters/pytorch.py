@@ -14,17 +14,26 @@ from typing import Any
 import numpy as np
 
 from ..dtypes import bfloat16, dtype_name
-from .contract import Capabilities, Case, Outcome
+from .contract import Capabilities, Case, Finding, Outcome, with_state
+from .pytorch_derivatives import MODES, derivatives
 
 # Findings recorded in spec/conventions.md ("Findings"); each still runs and is reported.
 _DEVIATIONS = (
-    ("arg-momentum-range", "PyTorch does not validate momentum (BN-ARG-5)"),
-    ("empty-batch", "nn.BatchNorm increments num_batches_tracked on an empty batch (BN-EMPTY-1)"),
-    ("dtype-half", "the CPU kernels round intermediates to float16/bfloat16 when the parameters are half "
+    ("dtype-half", "T5: the CPU kernels round intermediates to float16/bfloat16 when the parameters are half "
                    "or absent, and in the backward pass (BN-DTYPE-2)"),
-    ("dtype-half-params", "with half-precision parameters the CPU kernels round the batch mean and "
+    ("dtype-half-params", "T5: with half-precision parameters the CPU kernels round the batch mean and "
                           "inverse deviation to half before normalizing (BN-DTYPE-2)"),
 )
+# Root causes declared once, each with the minimal case that shows it (spec/conventions.md, PyTorch).
+T1 = Finding(id="T1", summary="PyTorch does not validate momentum", clauses=("BN-ARG-5",),
+             trigger_check="arg-momentum-range", trigger=(("shape", (2, 1)),))
+T2 = Finding(id="T2", summary="nn.BatchNorm adds 1 to num_batches_tracked before F.batch_norm validates: on an empty "
+                              "batch (T2) and on a step that then raises (T3)",
+             clauses=("BN-EMPTY-1", "BN-RUN-4"), outputs=("num_batches_tracked",),
+             trigger_check="empty-batch", trigger=(("shape", (0, 3)),))
+
+# Findings on derivatives beyond the first (spec/conventions.md, Findings); each still runs.
+_HIGHER_DEVIATIONS: tuple[tuple[str, str], ...] = ()
 
 
 def to_torch(a: np.ndarray | None, device: str) -> Any:
@@ -67,16 +76,25 @@ class TorchAdapter:
         channel_axes=(1, -1),
         stats_dtypes=("float32",),
         notes="nn.BatchNorm1d/2d/3d; channel-last as a permuted view (channels_last memory format for rank 4, 5)",
-        known_deviations=_DEVIATIONS,
+        known_deviations=_DEVIATIONS + _HIGHER_DEVIATIONS,
+        findings=(T1, T2),
+        derivatives=MODES,
+        max_order=3,
     )
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
         return None
 
+    def call(self, bn: Any, x: Any) -> Any:
+        """The module applied to ``x`` (channel axis 1); compiled forms override it (``compiled.py``)."""
+        return bn(x)
+
     def run(self, case: Case) -> Outcome:
         import torch
 
+        if case.derivative is not None:  # BN-GRAD-4..7
+            return self.run_derivatives(case)
         ax = case.channel_axis
         perm, inverse = _channel_first(case.x.ndim, ax)
         x = to_torch(case.x, self.device)
@@ -99,7 +117,13 @@ class TorchAdapter:
             bn.running_var = to_torch(case.running_var, self.device)
             bn.num_batches_tracked.fill_(case.num_batches_tracked)
         bn.train(case.training)
-        y = bn(x.permute(perm))
+        try:
+            y = self.call(bn, x.permute(perm))
+        except Exception as exc:  # say what state the module was left in (section 8: before changing any)
+            if not case.tracked:
+                raise
+            raise with_state(exc, Outcome(running_mean=to_numpy(bn.running_mean), running_var=to_numpy(bn.running_var),
+                                          num_batches_tracked=int(bn.num_batches_tracked.item()))) from None
         out = Outcome(y=to_numpy(y.permute(inverse)))
         if case.tracked:
             out.running_mean = to_numpy(bn.running_mean)
@@ -114,6 +138,48 @@ class TorchAdapter:
         return out
 
 
+    def function(self, case: Case) -> Any:
+        """``f(x, *params) -> y`` in the case's layout: the module through ``torch.func.functional_call``,
+        its running statistics fresh copies (a transform must not mutate captured tensors)."""
+        import torch
+        from torch.func import functional_call
+
+        perm, inverse = _channel_first(case.x.ndim, case.channel_axis)
+        module_cls = {2: torch.nn.BatchNorm1d, 3: torch.nn.BatchNorm1d, 4: torch.nn.BatchNorm2d, 5: torch.nn.BatchNorm3d}
+        bn = module_cls.get(case.x.ndim, torch.nn.BatchNorm1d)(
+            case.channels, eps=case.eps, momentum=case.momentum, affine=case.affine,
+            track_running_stats=case.tracked, device=self.device)
+        bn.train(case.training)
+        names = [n for n, v in (("weight", case.weight), ("bias", case.bias)) if v is not None]
+        state = {}
+        if case.tracked:
+            state = {"running_mean": to_torch(case.running_mean, self.device),
+                     "running_var": to_torch(case.running_var, self.device),
+                     "num_batches_tracked": torch.tensor(case.num_batches_tracked, device=self.device)}
+
+        def f(x: Any, *params: Any) -> Any:
+            fresh = {k: v.clone() for k, v in state.items()}
+            return functional_call(bn, {**dict(zip(names, params)), **fresh}, (x.permute(perm),)).permute(inverse)
+
+        return f
+
+    def run_derivatives(self, case: Case) -> Outcome:
+        """BN-GRAD-4..7 through ``pytorch_derivatives``: forward mode by ``torch.func``, reverse by autograd."""
+        as_t = (lambda a: to_torch(a, self.device))  # noqa: E731
+        present = [("weight", case.weight), ("bias", case.bias)]
+        primals = [as_t(case.x)] + [as_t(v) for _, v in present if v is not None]
+        if case.derivative == "vjp-of-vjp":
+            dirs = [case.cotangent_input, case.cotangent_weight, case.cotangent_bias]
+        else:
+            dirs = [case.tangent_x, case.tangent_weight, case.tangent_bias]
+        tangents = [as_t(dirs[0])] + [as_t(t if t is not None else np.zeros_like(v))
+                                      for (_, v), t in zip(present, dirs[1:]) if v is not None]
+        extra = {"dy": as_t(case.grad_output), "tdy": as_t(case.tangent_grad_output)}
+        if extra["tdy"] is None and case.grad_output is not None:
+            extra["tdy"] = as_t(np.zeros_like(case.grad_output))
+        return derivatives(case, self.function(case), primals, tangents, extra, to_numpy)
+
+
 class TorchFunctionalAdapter(TorchAdapter):
     """``torch.nn.functional.batch_norm``: no counter, so no cumulative average."""
 
@@ -125,12 +191,35 @@ class TorchFunctionalAdapter(TorchAdapter):
         cumulative_average=False,
         counter=False,
         notes="torch.nn.functional.batch_norm: the caller keeps the counter, so it has none",
-        known_deviations=tuple(d for d in _DEVIATIONS if d[0] != "empty-batch"),
+        known_deviations=_DEVIATIONS + _HIGHER_DEVIATIONS,
+        findings=(T1,),
+        derivatives=MODES,
+        max_order=3,
     )
+
+    def function(self, case: Case) -> Any:
+        """``F.batch_norm`` as ``f(x, *params) -> y`` in the case's layout (running statistics copied)."""
+        import torch.nn.functional as F
+
+        perm, inverse = _channel_first(case.x.ndim, case.channel_axis)
+        names = [n for n, v in (("weight", case.weight), ("bias", case.bias)) if v is not None]
+        rm, rv = to_torch(case.running_mean, self.device), to_torch(case.running_var, self.device)
+
+        def f(x: Any, *params: Any) -> Any:
+            p = dict(zip(names, params))
+            return F.batch_norm(x.permute(perm), rm.clone() if rm is not None else None,
+                                rv.clone() if rv is not None else None, p.get("weight"), p.get("bias"),
+                                training=case.training or not case.tracked,
+                                momentum=case.momentum if case.momentum is not None else 0.0,
+                                eps=case.eps).permute(inverse)
+
+        return f
 
     def run(self, case: Case) -> Outcome:
         import torch.nn.functional as F
 
+        if case.derivative is not None:  # BN-GRAD-4..7
+            return self.run_derivatives(case)
         perm, inverse = _channel_first(case.x.ndim, case.channel_axis)
         want_grad = case.grad_output is not None
         x, w, b = (to_torch(a, self.device) for a in (case.x, case.weight, case.bias))
@@ -162,6 +251,7 @@ class TorchCudaAdapter(TorchAdapter):
         device="cuda",
         notes="nn.BatchNorm1d/2d/3d on CUDA, cuDNN as PyTorch chooses",
         known_deviations=_DEVIATIONS,
+        findings=(T1, T2),
     )
 
     @classmethod
@@ -184,6 +274,7 @@ class TorchCudaNativeAdapter(TorchCudaAdapter):
         device="cuda",
         notes="nn.BatchNorm1d/2d/3d on CUDA with torch.backends.cudnn.enabled = False around each call",
         known_deviations=_DEVIATIONS,
+        findings=(T1, T2),
     )
 
     def run(self, case: Case) -> Outcome:

@@ -31,8 +31,7 @@ import numpy as np
 
 from ..errors import AdapterUnavailable
 from .contract import Capabilities, Case, Outcome, ReplicaState
-from .pytorch import _DEVIATIONS as _TORCH_DEVIATIONS
-from .pytorch import _channel_first, to_numpy, to_torch
+from .pytorch import T1, T2, _channel_first, to_numpy, to_torch
 from .replica_pool import Pool
 
 REPLICAS = (2, 3, 4)
@@ -49,7 +48,6 @@ CPU_REFUSAL = (
     "Could not run 'aten::batch_norm_stats' with arguments from the 'CPU' backend); no CUDA device here"
 )
 
-_DEVIATIONS = tuple(d for d in _TORCH_DEVIATIONS if d[0] in ("arg-momentum-range", "empty-batch"))
 
 
 def _loopback() -> str:
@@ -67,7 +65,7 @@ class TorchSyncAdapter:
         device="cuda",
         notes=("nn.SyncBatchNorm, one gloo process per replica on the CUDA device (FileStore rendezvous, loopback "
                "sockets); weight.grad and bias.grad summed over replicas; unsharded cases on one process"),
-        known_deviations=_DEVIATIONS,
+        findings=(T1, T2),
     )
 
     @classmethod

@@ -51,6 +51,7 @@ class CheckResult:
     seconds: float = 0.0
     note: str = ""  # e.g. the profile conformed under, or a stale known deviation
     detail: str = ""  # for a crash, timeout or error: the worker's output or traceback (JSON only)
+    finding: str = ""  # for a deviation or stale check: the declared finding's ID ("T2"), when it has one
 
     @property
     def failed(self) -> bool:
@@ -92,7 +93,8 @@ class RunReport:
         - ``DOES NOT CONFORM`` when a check failed, errored or crashed;
         - ``nothing judged`` when no check could be judged (all unsupported, or none selected);
         - ``not fully judged: N checks could not be judged`` on timeouts or refusals without a twin;
-        - ``conforms except N known findings`` (and quality shortfalls, stale declarations);
+        - ``conforms except N known findings`` (N distinct: one declared root cause may show in several
+          checks), and quality shortfalls, stale declarations;
         - ``conforms``.
         """
         counts = self.counts()
@@ -105,8 +107,9 @@ class RunReport:
         unjudged = sum(counts.get(s, 0) for s in UNJUDGED)
         if unjudged:
             return f"not fully judged: {_n(unjudged, 'check')} could not be judged"
-        excepts = [_n(counts[s], what) for s, what in (("deviation", "known finding"), ("shortfall", "quality shortfall"),
-                                                        ("stale", "stale declaration")) if counts.get(s)]
+        known = len({r.finding or r.name for r in self.results if r.status == "deviation"})
+        excepts = [_n(n, what) for n, what in ((known, "known finding"), (counts.get("shortfall", 0), "quality shortfall"),
+                                               (counts.get("stale", 0), "stale declaration")) if n]
         return "conforms except " + " and ".join(excepts) if excepts else "conforms"
 
     @property

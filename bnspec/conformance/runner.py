@@ -24,7 +24,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
 
-from ..adapters.contract import Adapter
+from ..adapters.contract import GOVERNING, Adapter, Finding
+from .cases import Recipe
 from .check import Check, Context
 from .checks import CHECKS
 from .compare import Verdict
@@ -57,6 +58,30 @@ def select(pattern: str | None, checks: Iterable[Check] = CHECKS) -> list[Check]
     return [c for c in checks if hit(c)]
 
 
+def triggers(check: Check, caps: Any) -> list[Any]:
+    """The trigger cases of the findings ``caps`` declares for ``check``, built and prepared."""
+    out = []
+    for f in caps.findings:
+        if f.trigger_check == check.name and f.trigger:
+            out.append(check.prepare(Recipe(**dict(f.trigger)).build(), None))
+    return out
+
+
+def governing(check: Check, output: str | None) -> tuple[str, ...]:
+    """The clauses a failure of ``output`` in ``check`` may be attributed to: the check's own, and the
+    clauses that govern that output wherever it fails (``contract.GOVERNING``)."""
+    return tuple(dict.fromkeys([*GOVERNING.get(output or "", ()), *check.clauses]))
+
+
+def attributed(check: Check, verdict: Verdict) -> str:
+    """The one clause named for a failure: the check's clause governing the failing output, else the
+    output's own governing clause, else the check's first."""
+    output = verdict.worst.get("output") or ""
+    own = [c for c in check.clauses if c in GOVERNING.get(output, ())]
+    where = own[0] if own else (GOVERNING[output][0] if output in GOVERNING else check.clauses[0])
+    return f"{where} via {output}" if output else where
+
+
 def _describe(subject: Any) -> str:
     describe = getattr(subject, "describe", None)
     return describe() if describe else repr(subject)
@@ -73,21 +98,27 @@ def run_check(adapter: Adapter, check: Check, examples: int, run_seed: int, targ
     worst = Verdict()
     count = 0
     failing: tuple[Any, Verdict] | None = None
+    explained: tuple[Any, Verdict, Finding] | None = None  # the first failure a declared finding explains
     current: Any = None  # the case being run, for a fault's report
 
     def attempt(subject: Any) -> Verdict:
-        nonlocal worst, count, failing, current
+        nonlocal worst, count, failing, explained, current
         current = subject
         v = check.evaluate(adapter.run, subject, ctx)
         count += 1
         worst = Verdict(worst.ok, max(worst.budget, v.budget if v.ok else 0.0))
+        if not v.ok and v.judged:
+            finding = caps.finding_for(governing(check, v.worst.get("output")), v.worst.get("output"))
+            if finding is not None:  # known: keep looking for a departure it does not explain
+                explained = explained or (subject, v, finding)
+                return Verdict(budget=0.0)
         if not v.ok:
             failing = (subject, v)
         return v
 
     fault: WorkerFault | None = None
     try:
-        for case in check.fixed_cases(caps):
+        for case in triggers(check, caps) + check.fixed_cases(caps):
             if not attempt(case).ok:
                 break
         strategy = check.strategy(caps) if failing is None and examples > 0 else None
@@ -124,14 +155,29 @@ def run_check(adapter: Adapter, check: Check, examples: int, run_seed: int, targ
             detail=fault.detail,
             **base,
         )
+    if failing is None and explained is not None:
+        subject, verdict, finding = explained
+        return CheckResult(
+            status="deviation", examples=count, budget=verdict.budget,
+            message=f"{verdict.message} ({', '.join(check.clauses)}) [{adapter.name}: {_describe(subject)}]",
+            case=_describe(subject), worst=verdict.worst, seconds=seconds,
+            reproducer=reproducer(target, subject, verdict.worst.get("output"), verdict.worst.get("index"),
+                                  refusal=check.judges_refusal),
+            note=f"known finding {finding.describe()} (attributed to {attributed(check, verdict)})",
+            finding=finding.id, **base)
     if failing is None:
         status = "profile" if check.uses_profile(caps) else "pass"
         note = f"conforms under profile {', '.join(check.profiles_used(caps))}" if status == "profile" else ""
-        if caps.deviation(check.name):
+        stale = [f for f in caps.findings if f.trigger_check == check.name]
+        if stale:
             status = "stale"
-            note = f"declared as a known deviation but passed: the declaration is stale ({caps.deviation(check.name)})"
+            note = "; ".join(f"finding {f.id}'s trigger case passed: the declaration is stale ({f.summary})"
+                             for f in stale)
+        elif caps.deviation(check.name):
+            note = (f"declared as a known deviation, not seen in these cases; with no trigger case declared, "
+                    f"staleness is not decided ({caps.deviation(check.name)})")
         return CheckResult(status=status, examples=count, budget=worst.budget if count else None,
-                           seconds=seconds, note=note, **base)
+                           seconds=seconds, note=note, finding=",".join(f.id for f in stale), **base)
     subject, verdict = failing
     deviation = caps.deviation(check.name) if verdict.judged else None
     note = f"known deviation: {deviation}" if deviation else ""

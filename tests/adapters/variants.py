@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bnspec import Capabilities, Case, Outcome
+from bnspec import Capabilities, Case, Finding, Outcome
 from bnspec.adapters.contract import with_state
 from bnspec.adapters.reference import ReferenceAdapter
 from bnspec.reference import step
@@ -81,6 +81,35 @@ class CounterBeforeCheck(ReferenceAdapter):
                 raise with_state(exc, Outcome(running_mean=case.running_mean, running_var=case.running_var,
                                               num_batches_tracked=case.num_batches_tracked + 1)) from None
             raise
+
+
+BIASED = Finding(id="B1", summary="the running variance is fed the biased batch variance", clauses=("BN-RUN-2",),
+                 outputs=("running_var",), trigger_check="running-momentum", trigger=(("shape", (2, 3)),))
+
+
+class BiasedDeclared(BiasedReference):
+    """The biased running variance without its profile, declared once as finding B1 with a trigger."""
+
+    name = "biased-declared"
+    capabilities = replace(ReferenceAdapter.capabilities, findings=(BIASED,))
+
+
+class FixedButDeclared(ReferenceAdapter):
+    """Declares finding B1, but computes the unbiased running variance: the declaration is stale."""
+
+    name = "fixed-but-declared"
+    capabilities = replace(ReferenceAdapter.capabilities, findings=(BIASED,))
+
+
+class BiasedAndMomentum(BiasedDeclared):
+    """Finding B1 declared, and an undeclared departure besides: any momentum accepted (BN-ARG-5)."""
+
+    name = "biased-and-momentum"
+
+    def run(self, case: Case) -> Outcome:
+        if case.momentum is not None and not 0 <= case.momentum <= 1:
+            case = replace(case, momentum=0.5)
+        return super().run(case)
 
 
 biased = BiasedReference()

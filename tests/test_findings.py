@@ -1,0 +1,46 @@
+"""Declared findings (issue 13): one root cause declared once, matched by the clause that governs the
+failing output, and judged stale by its trigger case alone, the same for every seed."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bnspec.conformance import run
+from tests.adapters.variants import BiasedAndMomentum, BiasedDeclared, FixedButDeclared
+
+SEEDS = range(5)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_one_declaration_covers_every_check_it_shows_in(seed):
+    """BN-RUN-2: the biased running variance fails running-momentum, running-cumulative and the
+    scenario; each is a deviation of the one finding, and the verdict counts one finding."""
+    report = run(BiasedDeclared(), examples=3, run_seed=seed, pattern="RUN,SCENARIO,special-nonfinite")
+    deviations = {r.name: r for r in report.results if r.status == "deviation"}
+    assert {"running-momentum", "running-cumulative"} <= set(deviations), report.counts()
+    assert {r.finding for r in deviations.values()} == {"B1"}
+    # Each is attributed to the clause of the check that governs the running variance (BN-RUN-3 for the
+    # cumulative average), never to a clause of another output.
+    assert all(re.search(r"attributed to BN-RUN-[23] via running_var", r.note) for r in deviations.values())
+    assert report.verdict == "conforms except 1 known finding"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_staleness_is_decided_by_the_trigger_alone(seed):
+    """A declaration whose trigger passes is stale at every seed; checks it merely covers just pass."""
+    report = run(FixedButDeclared(), examples=3, run_seed=seed, pattern="RUN")
+    by = {r.name: r for r in report.results}
+    assert by["running-momentum"].status == "stale" and by["running-momentum"].finding == "B1"
+    assert "trigger case passed" in by["running-momentum"].note
+    assert by["running-cumulative"].status == "pass"
+    assert report.verdict == "conforms except 1 stale declaration"
+
+
+def test_a_finding_does_not_hide_another_departure_in_the_same_check():
+    """BN-ARG-5: the undeclared departure is a failure though B1 is declared."""
+    report = run(BiasedAndMomentum(), examples=3, run_seed=0, pattern="arg-momentum-range,running-momentum")
+    by = {r.name: r.status for r in report.results}
+    assert by == {"running-momentum": "deviation", "arg-momentum-range": "fail"}
+    assert report.verdict == "DOES NOT CONFORM"
