@@ -8,6 +8,7 @@ through ``PYTHONPATH``, as they would see any installed package.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -67,10 +68,15 @@ def test_list_shows_the_adapter_and_each_broken_entry_point_with_its_reason(demo
         assert row.split()[1] == "no" and reason in row and "bnspec-demo 0.1" in row, row
 
 
-def test_the_command_runs_the_installed_adapter_by_name(demo_site):
-    p = run(["-m", "bnspec", "run", "demo", "--examples", "2", "--seed", "1", "--check", "train-output,ARG"], demo_site)
+def test_the_command_runs_the_installed_adapter_by_name(demo_site, tmp_path):
+    out = tmp_path / "r.json"
+    p = run(["-m", "bnspec", "run", "demo", "--examples", "2", "--seed", "1", "--check", "train-output,ARG",
+             "--json", str(out)], demo_site)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "demo: conforms" in p.stdout
+    # The report records the third-party package and what it requires (the framework it wraps).
+    env = json.loads(out.read_text())["environment"]
+    assert env["bnspec-demo"] == "0.1" and env["numpy"]
 
 
 def test_a_broken_entry_point_is_a_load_error_naming_it(demo_site):

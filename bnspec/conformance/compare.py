@@ -90,14 +90,25 @@ def compare(name: str, got: Any, want: np.ndarray, tol: np.ndarray, mask: np.nda
     with np.errstate(all="ignore"):
         rel = np.where(considered & (want != 0), err / np.abs(want), 0.0)
     where = f"[{', '.join(map(str, idx))}]" if idx else ""
+    gs, ws = distinct(g, w)
     message = (
-        f"{name}{where} = {g:.9g}, expected {w:.9g} (error {abs(g - w):.3g}, {budget:.3g}x the "
+        f"{name}{where} = {gs}, expected {ws} (error {abs(g - w):.3g}, {budget:.3g}x the "
         f"tolerance {t:.3g}); {int(bad.sum())} of {int(considered.sum())} elements out of tolerance, "
         f"max abs diff {float(err.max()):.3g}, max rel diff {float(rel.max()):.3g}"
     )
     worst = {"output": name, "index": [int(i) for i in idx], "got": g, "expected": w, "tolerance": t,
              "mismatched": int(bad.sum()), "compared": int(considered.sum())}
     return Verdict(ok=False, budget=budget, message=message, worst=worst)
+
+
+def distinct(got: float, want: float) -> tuple[str, str]:
+    """Both numbers with 9 significant digits, or as many more (up to 17, which round-trips any float64)
+    as it takes for the two texts to differ."""
+    for digits in range(9, 18):
+        a, b = f"{got:.{digits}g}", f"{want:.{digits}g}"
+        if a != b:
+            break
+    return a, b
 
 
 def compare_outputs(outcome: Any, want: dict[str, Any], tols: dict[str, np.ndarray],

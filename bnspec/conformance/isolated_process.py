@@ -157,8 +157,8 @@ def _changed(case: Case, before: dict[str, np.ndarray]) -> dict[str, np.ndarray]
 class _Environment:
     """The worker's environment, sent again whenever the run imported another backend module."""
 
-    def __init__(self, device: str) -> None:
-        self.device = device
+    def __init__(self, device: str, adapter_module: str = "") -> None:
+        self.device, self.adapter_module = device, adapter_module
         self.seen: tuple[str, ...] | None = None  # the backend modules imported when last sent
 
     def changed(self) -> dict[str, Any] | None:
@@ -168,7 +168,7 @@ class _Environment:
         if now == self.seen:
             return None
         self.seen = now
-        return environment(BACKEND_MODULES, self.device)
+        return environment(BACKEND_MODULES, self.device, self.adapter_module)
 
 
 def _run_one(adapter: Any, case: Case, env: _Environment) -> tuple[Any, ...]:
@@ -214,7 +214,7 @@ def _load(target: str) -> tuple[Any, tuple[Any, ...]]:
         return None, ("error", safe_str(exc))
     except BaseException as exc:  # noqa: BLE001 - an adapter's import may fail in any way
         return None, ("error", f"{type(exc).__name__}: {safe_str(exc)}")
-    return adapter, ("ready", name, copy, _Environment(copy.device))
+    return adapter, ("ready", name, copy, _Environment(copy.device, type(adapter).__module__))
 
 
 def main(argv: list[str]) -> int:

@@ -31,7 +31,9 @@ def _paint(text: str, status: str, colour: bool) -> str:
 def budget_text(budget: float | None) -> str:
     if budget is None:
         return "-"
-    return "inf" if budget == float("inf") else f"{budget:.2f}"
+    if budget == float("inf"):
+        return "inf"
+    return f"{budget:.2f}" if budget < 1e4 else f"{budget:.2g}"  # at most 6 characters either way
 
 
 def header(report: RunReport) -> str:

@@ -157,9 +157,12 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def environment(backend_modules: tuple[str, ...] = (), device: str | None = None) -> dict[str, Any]:
+def environment(backend_modules: tuple[str, ...] = (), device: str | None = None,
+                adapter_module: str = "") -> dict[str, Any]:
     """Versions of Python, NumPy, hypothesis, bnspec and any backend module already imported;
-    with ``device`` (the adapter's), that device and, where it can be told, its model."""
+    with ``device`` (the adapter's), that device and, where it can be told, its model; with
+    ``adapter_module`` (the module of a third-party adapter's class), the version of the package it
+    comes from and of every distribution that package requires (the framework it wraps)."""
     import hypothesis
     import numpy
 
@@ -176,10 +179,35 @@ def environment(backend_modules: tuple[str, ...] = (), device: str | None = None
         mod = sys.modules.get(name)
         if mod is not None:
             env[name] = getattr(mod, "__version__", None) or _distribution_version(name)
+    if adapter_module and not adapter_module.startswith("bnspec."):
+        env.update({k: v for k, v in package_versions(adapter_module).items() if k not in env})
     if device is not None:
         env["device"] = device
         env["device_name"] = device_name(device)
     return env
+
+
+def package_versions(module: str) -> dict[str, str]:
+    """``{distribution: version}`` for the distribution that provides ``module`` and for each
+    distribution it requires that is installed; empty for a module no distribution provides (a file)."""
+    import re
+    from importlib.metadata import PackageNotFoundError, packages_distributions, requires, version
+
+    out: dict[str, str] = {}
+    for dist in packages_distributions().get(module.split(".")[0], []):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+        for req in requires(dist) or []:
+            if "extra ==" in req:
+                continue
+            name = re.split(r"[\s;<>=!~\[(]", req, maxsplit=1)[0]
+            try:
+                out[name] = version(name)
+            except PackageNotFoundError:
+                pass
+    return out
 
 
 def _distribution_version(module: str) -> str:

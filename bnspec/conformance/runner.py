@@ -231,7 +231,7 @@ def run(adapter: Adapter, *, target: str | None = None, examples: int = DEFAULT_
     if isolated:
         report.environment = adapter.environment()
     else:
-        report.environment = environment(backend_modules, adapter.capabilities.device)
+        report.environment = environment(backend_modules, adapter.capabilities.device, type(adapter).__module__)
     report.seconds = time.perf_counter() - start
     return report
 
