@@ -20,6 +20,7 @@ from typing import Any
 
 from . import matrix_html
 from .checks import CHECKS
+from .differential import disagreements
 from .results import Column, anchor, write_atomic
 
 STATUS_TEXT = {"pass": "pass", "profile": "profile", "deviation": "deviation", "stale": "*stale*",
@@ -55,6 +56,23 @@ def _budget(c: dict[str, Any]) -> str:
     if b is None:
         return ""
     return " (inf)" if b == "inf" else f" ({b:.2f})"
+
+
+def _differential(columns: Sequence[Column]) -> list[str]:
+    lines = []
+    for fam, cols, differ in disagreements(columns):
+        lines += ["", f"### {fam}: {len(cols)} forms, {len(differ)} checks where they disagree", ""]
+        if not differ:
+            lines.append("Every check has the same status, and budgets within a factor of 10.")
+            continue
+        lines += ["| check | " + " | ".join(c.target for c in cols) + " |", "|---|" + "---|" * len(cols)]
+        lines += [f"| {name} | " + " | ".join(cell(c, name) for c in cols) + " |" for name in differ]
+    if lines:
+        lines = ["", "## Where forms of one framework disagree",
+                 "", "Eager, compiled, jitted and exported forms of one framework are implementations of one "
+                 "function: the checks on which their statuses differ, or their budgets differ tenfold or more.",
+                 *lines]
+    return lines
 
 
 def _verdict(col: Column) -> str:
@@ -98,6 +116,7 @@ def render(columns: Sequence[Column], seed: int, examples: int, command: str,
             lines.append(f"| **{area}** | | " + " | ".join("" for _ in columns) + " |")
         lines.append(f"| {check.name} | {', '.join(check.clauses)} | "
                      + " | ".join(cell(col, check.name) for col in columns) + " |")
+    lines += _differential(columns)
     lines += ["", "## Adapters and versions", "", "| adapter | verdict and counts | versions |", "|---|---|---|"]
     for col in columns:
         if col.report is None:

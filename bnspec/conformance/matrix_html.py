@@ -16,6 +16,7 @@ from typing import Any
 
 from ..clauses import clauses
 from .checks import CHECKS
+from .differential import disagreements
 from .results import Column, anchor
 
 FINDINGS = ("fail", "error", "crash", "timeout", "unjudged", "deviation", "shortfall", "stale")
@@ -142,6 +143,24 @@ def _tone(col: Column) -> str:
     return "fail" if verdict.startswith("DOES NOT") else "unjudged"
 
 
+def _differential(columns: Sequence[Column]) -> list[str]:
+    """Per framework with several forms, the checks on which they disagree (``matrix.disagreements``)."""
+    out = []
+    for fam, cols, differ in disagreements(columns):
+        out.append(f"<h3>{escape(fam)}: {len(cols)} forms, {len(differ)} checks where they disagree</h3>")
+        if not differ:
+            out.append("<p>Every check has the same status, and budgets within a factor of 10.</p>")
+            continue
+        head = "".join(f'<th scope="col">{escape(c.target)}</th>' for c in cols)
+        rows = "".join(f'<tr><th scope="row">{escape(n)}</th>{"".join(cell(c, n) for c in cols)}</tr>' for n in differ)
+        out.append(f"<table class=differential><thead><tr><th>check</th>{head}</tr></thead><tbody>{rows}</tbody></table>")
+    if out:
+        out = ["<h2>Where forms of one framework disagree</h2>",
+               "<p>Eager, compiled, jitted and exported forms of one framework are implementations of one function: "
+               "the checks on which their statuses differ, or their budgets differ tenfold or more.</p>", *out]
+    return out
+
+
 def _legend() -> list[str]:
     rows = "".join(f'<tr><td class="{s}">{s}</td><td>{escape(text)}</td></tr>' for s, text in LEGEND)
     return [f"<table class=legend><tbody>{rows}</tbody></table>"]
@@ -196,6 +215,7 @@ def render(columns: Sequence[Column], seed: int, examples: int, command: str,
         "reproducer and clause text.</p>",
         *_results(columns),
         *_legend(),
+        *_differential(columns),
         "<h2>Adapters and versions</h2>", *_versions(columns, skipped),
     ]
     if findings:
