@@ -42,22 +42,29 @@ def test_crash_and_timeout_cells_link_to_their_case():
               "checks": list(checks.values())}
     col = Column("t", 1, report, checks=checks)
     assert cell(col, "eval-output") == f"[**CRASH**](#{anchor('t', 'eval-output')})"
-    assert cell(col, "train-output") == f"[**TIMEOUT** (0.25)](#{anchor('t', 'train-output')})"
+    # A timeout is a check the suite could not judge: set apart from the failures, still linked.
+    assert cell(col, "train-output") == f"[*timeout* (0.25)](#{anchor('t', 'train-output')})"
     md = render([col], 0, 1, "bnspec matrix t")
     assert f'<a id="{anchor("t", "eval-output")}"></a>' in md and "killed by signal SIGSEGV" in md
 
 
-def test_matrix_survives_a_target_that_cannot_load(tmp_path):
-    p = matrix("reference", "no-such-adapter", "--examples", "2", "--out", str(tmp_path))
-    assert p.returncode == 1
-    md = (tmp_path / "conformance.md").read_text()
-    assert "no-such-adapter | not run: exit status 2" in md
+def test_a_target_that_cannot_load_exits_two_as_run_does(tmp_path):
+    """An unknown name is refused before anything runs or is written; a file target that fails to load
+    is a column saying so, and the command still exits 2."""
+    p = matrix("reference", "no-such-adapter", "--examples", "2", "--out", str(tmp_path / "a"))
+    assert p.returncode == 2 and "no adapter named 'no-such-adapter'" in p.stderr
+    assert not (tmp_path / "a").exists()
+    p = matrix("reference", "tests/adapters/variants.py:NoSuchClass", "--examples", "2", "--out", str(tmp_path / "b"))
+    assert p.returncode == 2, p.stdout + p.stderr
+    md = (tmp_path / "b" / "conformance.md").read_text()
+    assert "tests/adapters/variants.py:NoSuchClass | not run: exit status 2" in md
 
 
 def cells(md: str, column: str) -> dict[str, str]:
     lines = md.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("| check |"))
-    rows = [line for line in lines[start:] if line.startswith("| ")]
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    rows = [line for line in lines[start:end] if line.startswith("| ")]
     header = rows[0]
     names = [h.strip() for h in header.strip("|").split("|")]
     if column not in names:
@@ -71,10 +78,16 @@ def cells(md: str, column: str) -> dict[str, str]:
     return out
 
 
+# The columns rerun against the committed matrix: the reference (budgets exact) and one adapter per
+# kind of backend (eager module, jitted JAX, graph runtime, compiled). Rerunning every column would
+# cost CI as long as the matrix itself (about 25 minutes); the rest are regenerated with the matrix.
+FRESH = ("reference", "torch", "flax-linen", "onnxruntime", "torch-compile")
+
+
 def _committed_columns() -> list[str]:
     header = next(line for line in (ROOT / "docs" / "conformance.md").read_text().splitlines()
                   if line.startswith("| check |"))
-    return [h.strip() for h in header.strip("|").split("|")][2:]
+    return [h for h in (h.strip() for h in header.strip("|").split("|")[2:]) if h in FRESH]
 
 
 @pytest.mark.parametrize("target", _committed_columns())
@@ -97,7 +110,7 @@ def test_committed_matrix_matches_a_fresh_run(tmp_path, target):
     want = cells(committed, target)
     assert want, f"docs/conformance.md has no {target} column"
     p = matrix(target, "--seed", seed.group(1), "--examples", seed.group(2), "--out", str(tmp_path))
-    assert p.returncode in (0, 1), p.stderr
+    assert p.returncode in (0, 1, 3), p.stderr
     got = cells((tmp_path / "conformance.md").read_text(), target)
     if target != "reference":
         budgets = [float(b) for c in got.values() for b in re.findall(r"\((\d+\.\d+)\)", c) if "pass" in c]
