@@ -16,7 +16,14 @@ import pytest
 from bnspec.conformance import DEFAULT_EXAMPLES, run
 from bnspec.conformance.cases import Recipe
 
-from .impls.blind_spots import CLAIMING, FAMILY, EpsZeroIsDefault, FreshStateAliased, PromotedStateDtype
+from .impls.blind_spots import (
+    CLAIMING,
+    FAMILY,
+    EpsZeroIsDefault,
+    FreshStateAliased,
+    OnePassWideAccumulator,
+    PromotedStateDtype,
+)
 from .impls.numpy_impls import NumpyBatchNorm
 
 SEED = 0
@@ -26,6 +33,8 @@ FAILING = ("fail", "error")
 CAUGHT_BY: dict[type[NumpyBatchNorm], tuple[str, ...]] = {
     FreshStateAliased: ("train-output", "grad-train", "layout-channel-last", "special-constant"),
     PromotedStateDtype: ("dtype-output",),
+    OnePassWideAccumulator: ("special-constant", "train-output", "train-batch-stats", "grad-train", "eval-untracked",
+                             "grad-eval-untracked"),
     EpsZeroIsDefault: ("train-output", "train-batch-stats", "grad-train", "eval-untracked"),
 }
 
@@ -37,7 +46,7 @@ def _summary(report) -> str:
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.parametrize("impl", list(CAUGHT_BY), ids=lambda c: c.name)
 def test_family_variant_is_caught(impl: type[NumpyBatchNorm]) -> None:
-    """The check drawing the family fails at default settings (BN-TRAIN-4, BN-DTYPE-3, BN-ARG-4)."""
+    """The check drawing the family fails at default settings (BN-TRAIN-4, BN-DTYPE-3, BN-PREC-7, BN-ARG-4)."""
     checks = CAUGHT_BY[impl]
     report = run(impl(), examples=DEFAULT_EXAMPLES, run_seed=SEED, pattern=",".join(checks))
     caught = [r.name for r in report.results if r.status == "fail"]
@@ -90,5 +99,5 @@ def test_fresh_state_is_a_new_layer() -> None:
 
 
 def test_every_family_has_a_variant() -> None:
-    assert set(FAMILY) == {"fresh-layer state", "state dtype", "edge parameters"}
+    assert set(FAMILY) == {"fresh-layer state", "state dtype", "magnitude extremes", "edge parameters"}
     assert all(impl.bug is not None for impl in FAMILY.values())

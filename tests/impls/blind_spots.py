@@ -7,16 +7,11 @@ eps of at least 1e-8, moderate magnitudes) and fails once its family is drawn:
 * ``FreshStateAliased`` (fresh-layer state): equal constant tensors merged into one buffer;
 * ``PromotedStateDtype`` (state dtype independent of the input's): state and parameter gradients
   returned in the promoted dtype;
+* ``OnePassWideAccumulator`` (magnitude extremes): one-pass float32 statistics in float64;
 * ``EpsZeroIsDefault`` (edge parameters): ``eps or 1e-5``, so eps 0 runs as 1e-5.
 
 ``CLAIMING`` are the correct variants of ``numpy_impls.py`` with the capabilities the families
 need declared (``mixed_dtypes``, ``zero_eps``); ``tests/test_blind_spots.py`` runs them all.
-
-The magnitude-extremes family has no variant of its own yet: the one tried (float16 squared
-deviations stored in float16 before a float32 sum) loses precision as well as range, and the suite
-before the family already caught it (dtype-half or dtype-half-params at each of seeds 0-9). What the
-family adds is measured on the reported bugs: pytorch/pytorch#147303 and PR #126525 (see the report
-of issue 14).
 """
 
 from __future__ import annotations
@@ -27,7 +22,7 @@ import numpy as np
 
 from bnspec.adapters.contract import Capabilities, Case, Outcome
 
-from .numpy_impls import CAPABILITIES, CORRECT, NumpyBatchNorm, bug
+from .numpy_impls import CAPABILITIES, CORRECT, InputPrecision, NumpyBatchNorm, bug
 
 MIXED = (("float64", "float32"), ("float32", "float64"))
 # Only the claims the contract knows: the commit before issue 14 has neither field, and there these
@@ -89,6 +84,28 @@ class PromotedStateDtype(NumpyBatchNorm):
                        grad_weight=promote(out.grad_weight), grad_bias=promote(out.grad_bias))
 
 
+class OnePassWideAccumulator(InputPrecision):
+    """Magnitude extremes: a float32 input's statistics in one pass, ``E[x^2] - E[x]^2``, with float64
+    accumulators, then rounded to float32. The wide accumulator makes the one-pass form pass on
+    offset float32 data (a mean of 1e4 over a spread of 1 loses about 1e-8 of the variance), but on
+    a constant channel far from zero the float64 sum of squares rounds (c^2 carries 48 bits, so m
+    copies overflow 53 bits past m = 32) and the variance comes out about +-c^2 * 2^-52: negative
+    half the time, and then sqrt(var + eps) is NaN where y is exactly beta (BN-SPECIAL-2, BN-PREC-7).
+    Constant channels near zero (c^2 * 2^-52 far below eps) never show it."""
+
+    name = "blind-one-pass-wide-accumulator"
+    bug = bug("float32 statistics as E[x^2] - E[x]^2 in float64: negative variance on a large constant channel",
+              ("BN-TRAIN-2", "BN-SPECIAL-2", "BN-PREC-7"), "TRAIN", "GRAD", "SPECIAL", "LAYOUT", "EVAL", "DTYPE")
+
+    def moments(self, x: np.ndarray, red: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        if x.dtype != np.float32:
+            return super().moments(x, red)
+        wide = x.astype(np.float64)
+        mean = wide.mean(axis=red, keepdims=True)
+        var = (wide * wide).mean(axis=red, keepdims=True) - mean * mean
+        return mean.astype(np.float32), var.astype(np.float32)
+
+
 class EpsZeroIsDefault(NumpyBatchNorm):
     """Edge parameters: ``eps = eps or 1e-5``, Python's falsy default, so an eps of exactly 0 (which
     BN-ARG-4 allows an implementation to accept) runs as 1e-5. Every other eps is honoured."""
@@ -104,6 +121,7 @@ class EpsZeroIsDefault(NumpyBatchNorm):
 FAMILY: dict[str, type[NumpyBatchNorm]] = {
     "fresh-layer state": FreshStateAliased,
     "state dtype": PromotedStateDtype,
+    "magnitude extremes": OnePassWideAccumulator,
     "edge parameters": EpsZeroIsDefault,
 }
 BLIND: tuple[type[NumpyBatchNorm], ...] = tuple(FAMILY.values())

@@ -59,7 +59,7 @@ class SpecialConstant(CompareCheck):
     area = "SPECIAL"
     clauses = ("BN-SPECIAL-2", "BN-PREC-3", "BN-PREC-5")
     outputs = ALL
-    space = Space(training=True, grad=True, data=("constant-channel",))
+    space = Space(training=True, grad=True, data=("constant-channel", "large-constant"))
     fixed = (Recipe(shape=(4, 1, 3), data="constant-channel", grad="normal", seed=16),)
 
     def unsupported(self, caps: Capabilities) -> str | None:
