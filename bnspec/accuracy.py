@@ -44,7 +44,7 @@ KAPPA_M = {"float16": 1e2, "bfloat16": 1e1, "float32": 1e4, "float64": 1e6}
 KAPPA_LIMIT = {"float16": 1e2, "bfloat16": 1e1, "float32": 1e6, "float64": 1e15}
 M_KAPPA = 2**12
 MAX_LOG2_M = 20
-DEFAULT_BUDGET = 120.0  # seconds of sweep; start-up and plots add about 30 s (more on a loaded machine)
+DEFAULT_BUDGET = 100.0  # seconds of sweep; start-up and plots add 30 to 80 s (more on a loaded machine)
 CLASSES = ("exact", "constant", "log m", "sqrt m", "m")
 MODELS = {"constant": lambda m: np.ones_like(m), "log m": np.log2, "sqrt m": np.sqrt, "m": lambda m: m}
 # channel-first (N, C, L), channel-last (N, L, C), and rank 2 (m, C): what BatchNorm1d gets from a dense layer.
