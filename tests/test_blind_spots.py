@@ -70,7 +70,7 @@ def test_families_are_drawn_by_default() -> None:
     caps = CLAIMING[0].capabilities
     seen: set[str] = set()
 
-    @settings(max_examples=200, database=None, derandomize=True)
+    @settings(max_examples=500, database=None, derandomize=True)
     @given(recipes(caps, Space(data=WITH_EXTREMES)))
     def draw(r: Recipe) -> None:
         case = r.build()

@@ -145,3 +145,75 @@ def report_worst():
     if WORST:
         print("\nreference vs oracle, worst error in float64 eps of the natural scale: "
               + ", ".join(f"{k} {v:.3f}" for k, v in sorted(WORST.items())))
+
+
+TINIEST = 2.0**-1074  # float64's smallest subnormal: results below the normal range round to its multiples
+
+
+@st.composite
+def extreme_problems(draw):
+    """The magnitudes the suite draws (``cases.HUGE``, ``cases.TINY``, ``cases.LARGE_CONSTANT``), in float64
+    and rounded to float32: spreads whose squares overflow float32 or underflow float64, and constant
+    channels far from zero."""
+    p = draw(problems())
+    c, m = p["x"].shape
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kind, lo, hi = draw(st.sampled_from([("huge", 20.0, 150.0), ("huge", 5.0, 17.0), ("tiny", -307.0, -200.0),
+                                         ("tiny", -37.0, -30.0), ("constant", 4.0, 100.0)]))
+    scale = 10.0 ** rng.uniform(lo, hi, (c, 1))
+    x = scale * (rng.normal(0, 1, (c, 1)) + rng.standard_normal((c, m)))
+    if kind == "constant":
+        x = np.broadcast_to(scale * rng.choice([-1.0, 1.0], (c, 1)), (c, m)).copy()
+    if hi <= 17.0 and lo >= -37.0:
+        x = x.astype(np.float32).astype(np.float64)
+    tracked = p["rm"] is not None
+    return {**p, "x": x, "rm": rng.normal(0, 1, c) * scale[:, 0] if tracked else None,
+            "rv": rng.uniform(0.1, 3.0, c) * scale[:, 0] ** 2 if tracked else None}
+
+
+def _err_abs(got, want, scale):
+    """Like ``_err``, but an error up to the smallest subnormal is free: an exact value below float64's
+    range has no closer float64."""
+    diff = abs(mpmath.mpf(float(got)) - want)
+    if diff <= TINIEST:
+        return 0.0
+    return _err(got, want, scale)
+
+
+@given(extreme_problems())
+def test_reference_matches_the_oracle_at_extreme_magnitudes(p):
+    """BN-PREC-7: at the suite's extreme magnitudes (spreads up to 1e150, down to 1e-307; constant
+    channels up to 1e100) the reference is still exact to a few float64 ulps of each output's natural
+    scale, apart from results below float64's range."""
+    x = p["x"]
+    with np.errstate(under="ignore", over="ignore"):
+        rv = None if p["rv"] is None else np.asarray(p["rv"])
+        s = step(x, axis=0, training=p["training"], eps=p["eps"], momentum=p["momentum"], weight=p["weight"],
+                 bias=p["bias"], running_mean=p["rm"], running_var=rv, num_batches_tracked=p["count"],
+                 grad_output=p["dy"])
+    o = oracle(x, training=p["training"], eps=p["eps"], momentum=p["momentum"], weight=p["weight"],
+               bias=p["bias"], rm=p["rm"], rv=rv, count=p["count"], dy=p["dy"])
+    for c in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            _record("y", _err_abs(s.y[c, i], o["y"][c][i], o["scale_y"][c]))
+            if p["dy"] is not None:
+                _record("grad_input", _err_abs(s.grad_input[c, i], o["dx"][c][i], o["scale_dx"][c]))
+        if o["rm"]:
+            _record("running_mean", _err_abs(s.running_mean[c], o["rm"][c], o["scale_rm"][c]))
+            _record("running_var", _err_abs(s.running_var[c], o["rv"][c], o["scale_rv"][c]))
+        if p["dy"] is not None and p["weight"] is not None:
+            _record("grad_weight", _err_abs(s.grad_weight[c], o["dw"][c][0], o["dw"][c][1]))
+            _record("grad_bias", _err_abs(s.grad_bias[c], o["db"][c][0], o["db"][c][1]))
+
+
+def test_beyond_its_range_the_reference_gives_nan():
+    """What the reference does past its range (``exact.py``): a spread of 1e160 squares past float64's
+    largest value and the channel's variance, y and dx come back NaN, never a wrong finite number, so
+    the comparison leaves them unjudged (``compare.compare`` skips a non-finite exact value). The suite
+    draws no float64 spread above 1e150 (``cases.HUGE``), where the reference is exact."""
+    x = 1e160 * np.array([[1.0, -1.0, 2.0, 0.5]])
+    with np.errstate(all="ignore"):
+        s = step(x, axis=0, bias=np.array([0.25]), weight=np.array([1.0]), grad_output=np.ones((1, 4)))
+        inside = step(x * 1e-10, axis=0)  # a spread of 1e150
+    assert np.isnan(s.var[0]) and np.isnan(s.y).all() and np.isnan(s.grad_input).all()
+    assert np.isfinite(inside.var[0]) and np.isfinite(inside.y).all()

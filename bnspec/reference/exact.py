@@ -5,8 +5,15 @@ bits. The error-free transformations ``two_sum`` and ``two_prod`` (Knuth; Dekker
 rounded result *and* its exact rounding error; everything else is built from them. Every
 function is vectorized, so the reference stays fast without giving up exactness.
 
-Not for: values beyond about 1e150 in magnitude (Dekker's split overflows there); the reference
-works on data that fit float32 and float16 ranges, and float64 data of moderate range.
+Range: a product is exact while it and Dekker's split (``2**27 + 1`` times a factor) stay below
+float64's largest value, and its low part stays above the subnormal range. For the reference that
+means deviations from the mean below about 1e153 (their squares, summed, must fit): float16,
+bfloat16 and float32 data always, and float64 spreads up to the 1e150 the suite draws
+(``conformance.cases.HUGE``). Beyond that the variance's double-double turns ``inf - inf`` and the
+channel's outputs come back NaN, never a wrong finite number, and a comparison leaves them unjudged.
+At the other end, squares below about 1e-292 lose their low part and those below 2**-1074 vanish:
+the variance then errs by less than the smallest subnormal, negligible beside any eps > 0 (with eps
+0 the suite draws no such data). ``tests/test_reference_exact.py`` checks both ends against mpmath.
 """
 
 from __future__ import annotations
