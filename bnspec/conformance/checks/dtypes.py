@@ -32,7 +32,7 @@ class DtypeOutput(Check):
 
     name = "dtype-output"
     area = "DTYPE"
-    clauses = ("BN-DTYPE-1", "BN-DTYPE-3")
+    clauses = ("BN-DTYPE-1", "BN-DTYPE-3")  # sentences BN-DTYPE-1.1 and BN-DTYPE-3.1
     space = Space(grad=True, large=False, dtypes=None, half_params=None, data=WITH_EXTREMES, mixed_every=2)
 
     def judge(self, case: Case, outcome: Outcome | None, error: BaseException | None, ctx: Context) -> Verdict:
@@ -90,6 +90,7 @@ class DtypeHalf(CompareCheck):
     name = "dtype-half"
     area = "DTYPE"
     clauses = ("BN-DTYPE-2", "BN-PREC-3", "BN-PREC-5")
+    # BN-DTYPE-1.2 (SHOULD support float16 and bfloat16): an adapter claiming neither is reported unsupported here.
     outputs = ALL
     space = Space(dtypes=HALF, grad=True, very_large=True, data=WITH_EXTREMES)
     fixed = (

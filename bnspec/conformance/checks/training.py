@@ -69,6 +69,8 @@ class ChannelLast(CompareCheck):
     name = "layout-channel-last"
     area = "LAYOUT"
     clauses = ("BN-LAYOUT-1", "BN-LAYOUT-2")
+    # BN-LAYOUT-2.1: ranks 2 to 5 in each layout claimed, equal results; BN-LAYOUT-2.2 (SHOULD): an adapter
+    # without channel-last is reported unsupported here, with the reason.
     outputs = ALL
     space = Space(axes=(-1,), grad=True, data=WITH_EXTREMES)
     fixed = (Recipe(shape=(2, 3, 3, 5), axis=-1, grad="normal", seed=7),)
