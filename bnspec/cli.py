@@ -88,6 +88,10 @@ def parser() -> argparse.ArgumentParser:
     matrix.add_argument("--timeout", type=_seconds, default=1800.0, help="seconds per adapter (default: %(default)s)")
     matrix.add_argument("--strict", action="store_true", help="exit 1 unless every adapter plainly conforms")
 
+    from .accuracy import add_parser as add_accuracy_parser  # light: the sweep imports its modules when run
+
+    add_accuracy_parser(sub)
+
     spec = sub.add_parser("spec", help="print one clause of the spec, or list them")
     spec.add_argument("clause", nargs="?", help="a clause ID such as BN-RUN-2 (omit to list all)")
 
@@ -278,6 +282,12 @@ def cmd_spec(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_accuracy(args: argparse.Namespace) -> int:
+    from .accuracy import command
+
+    return command(args)
+
+
 def cmd_vectors(args: argparse.Namespace) -> int:
     from .vectors import command
 
@@ -287,7 +297,7 @@ def cmd_vectors(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     handler = {"run": cmd_run, "list": cmd_list, "matrix": cmd_matrix, "spec": cmd_spec,
-               "vectors": cmd_vectors}[args.command]
+               "vectors": cmd_vectors, "accuracy": cmd_accuracy}[args.command]
     try:
         return handler(args)
     except BrokenPipeError:  # output piped into head, say: stop quietly

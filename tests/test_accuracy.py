@@ -63,7 +63,7 @@ def test_command_without_matplotlib_still_writes_table_and_json(tmp_path, monkey
     def no_plots(result, out):
         raise ImportError("No module named 'matplotlib'")
 
-    monkeypatch.setattr(accuracy, "plots", no_plots)
+    monkeypatch.setattr("bnspec.accuracy.cli.plots", no_plots)
     args = argparse.Namespace(targets=["reference"], out=str(tmp_path / "acc"), budget=30.0, max_log2_m=8,
                               dtype=["float64"], seed=0, timeout=60.0, no_plots=False)
     assert accuracy.command(args) == 0

@@ -50,7 +50,7 @@ from bnspec.adapters.cupy.plan import (
 from bnspec.conformance import run
 from bnspec.conformance.compare import compare
 from bnspec.conformance.tolerance import tolerances
-from bnspec.dtypes import bfloat16
+from bnspec.dtypes import bfloat16, has_bfloat16
 from bnspec.errors import InvalidArgument, InvalidDtype
 from bnspec.reference import step
 
@@ -59,7 +59,7 @@ from .cuda_emulator import EmulatedBackend, EmulatedCupyAdapter, compiler, fake_
 ROOT = Path(__file__).resolve().parents[1]
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 needs_cxx = pytest.mark.skipif(compiler() is None, reason="no C++ compiler (g++ or clang++) to emulate the kernels")
-needs_bf16 = pytest.mark.skipif(bfloat16() is None, reason="bfloat16 needs ml_dtypes")
+needs_bf16 = pytest.mark.skipif(not has_bfloat16(), reason="bfloat16 needs ml_dtypes")
 
 
 def variants() -> list[KernelSpec]:

@@ -197,8 +197,6 @@ def test_with_ml_dtypes_bfloat16_cases_are_drawn(tmp_path):
     assert got["only_reason"] is None and got["check_reason"] is None and got["fits"] is True
 
 
-@pytest.mark.xfail(strict=True, reason="Check.unsupported (conformance/check.py) and _SyncCheck.unsupported "
-                   "still build their own dtype message; they are to return cases.dtypes_unsupported(caps, space)")
 def test_a_check_left_without_dtypes_says_install_ml_dtypes(tmp_path):
     got = _draws(tmp_path, blocked=True)
     assert "pip install ml_dtypes" in (got["check_reason"] or "")

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from .. import reference
 from ..adapters.contract import Capabilities, Case, Outcome, state_of
 from ..dtypes import LARGEST, dtype_name
-from .cases import Recipe, Space, fits, recipes, supported_dtypes
+from .cases import Recipe, Space, dtypes_unsupported, fits, recipes
 from .compare import Verdict, compare_outputs, fail, unjudged
 from .tolerance import tolerances
 
@@ -82,9 +82,8 @@ class Check:
 
     def unsupported(self, caps: Capabilities) -> str | None:
         """Why this check cannot run against ``caps`` (reported as unsupported), or None."""
-        if self.space is not None and not supported_dtypes(caps, self.space):
-            wanted = ", ".join(self.space.dtypes or ())
-            return f"needs one of the dtypes {wanted}; the adapter claims {', '.join(caps.dtypes)}"
+        if self.space is not None and (why := dtypes_unsupported(caps, self.space)):
+            return why
         if self.strategy(caps) is None and not any(fits_capabilities(r, caps) for r in self.fixed):
             return "none of its cases fits the adapter's capabilities (ranks, layouts, dtypes, modes)"
         return None

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from ...adapters.contract import Capabilities, Case, Outcome
 from ...reference.sync import split as split_rows
-from ..cases import Recipe, Space, recipes, supported_dtypes, vary
+from ..cases import Recipe, Space, dtypes_unsupported, recipes, supported_dtypes, vary
 from ..check import (
     ALL,
     Check,
@@ -73,8 +73,8 @@ class _SyncCheck(Check):
     def unsupported(self, caps: Capabilities) -> str | None:
         if not caps.replicas:
             return NOT_DISTRIBUTED
-        if self.space is not None and not supported_dtypes(caps, self.space):
-            return f"needs one of the dtypes {', '.join(self.space.dtypes or ())}; the adapter claims {', '.join(caps.dtypes)}"
+        if self.space is not None and (why := dtypes_unsupported(caps, self.space)):
+            return why
         if self.space is None and not self.fixed_cases(caps):
             return "none of its cases fits the adapter's capabilities (replica counts, ranks, layouts, dtypes)"
         return None

@@ -1,0 +1,89 @@
+"""``bnspec accuracy`` on the command line: its options and what it writes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .model import DTYPES
+from .report import plots, table
+from .sweep import DEFAULT_BUDGET, MAX_LOG2_M, sweep
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``accuracy`` to the ``bnspec`` command's subparsers."""
+    p = subparsers.add_parser(
+        "accuracy", help="measure adapters' accuracy over m and conditioning: table, JSON and plots",
+        description=(
+            "Sweep m = 2, 4, ..., 2^MAX_LOG2_M values per channel (two channels) and the conditioning "
+            "|mean|/spread from 1 to the dtype's limit (float32 1e6, float64 1e15, float16 1e2, bfloat16 1e1), "
+            "both layouts, each dtype the adapter claims, and measure y, the running statistics, dx, dgamma and "
+            "dbeta against the reference. Errors are in units of u times each output's natural scale (one "
+            "rounding error per reduction); the growth with m is classified as constant, log m, sqrt m or m. "
+            "Bounds: the m sweep stops before the next size when the time spent, doubled, would pass --budget; "
+            "memory grows with m, about 0.5 GB at m = 2^20 (the reference's double-double intermediates), so "
+            "m is capped at 2^24. Plots need matplotlib (pip install 'bnspec[plot]'); without it the table and "
+            "JSON are written."),
+    )
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="adapter names (see 'bnspec list'), module:attr or path.py:attr")
+    p.add_argument("--out", metavar="DIR", default="accuracy-report",
+                   help="folder for accuracy.md, accuracy.json and the plots (default: accuracy-report)")
+    p.add_argument("--budget", type=float, default=DEFAULT_BUDGET, metavar="SECONDS",
+                   help=f"time for the whole sweep, all targets together (default: {DEFAULT_BUDGET:g}): "
+                        "bounds the largest m")
+    p.add_argument("--max-log2-m", type=int, default=MAX_LOG2_M, metavar="N",
+                   help=f"largest m is 2^N, 1..24 (default: {MAX_LOG2_M})")
+    p.add_argument("--dtype", action="append", choices=DTYPES, help="only these dtypes (repeatable; default: every one claimed)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data (default: 0)")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="limit for one case in the worker process (default: 120)")
+    p.add_argument("--no-plots", action="store_true", help="write the table and JSON only")
+    return p
+
+
+def command(args: argparse.Namespace) -> int:
+    """Run ``bnspec accuracy``; exit status 0 when a sweep was written, 2 on misuse or when no
+    target could be loaded."""
+    from ..errors import BnspecError
+
+    try:
+        result = sweep(list(args.targets), budget=args.budget, max_log2_m=args.max_log2_m,
+                       dtypes=tuple(args.dtype) if args.dtype else None, seed=args.seed, timeout=args.timeout)
+    except BnspecError as exc:
+        print(f"bnspec accuracy: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "accuracy.json").write_text(json.dumps(result, indent=1, default=float) + "\n", encoding="utf-8")
+    md = [f"# Accuracy sweep: {', '.join(args.targets)}", "",
+          f"m up to {result['largest_m']} (budget {args.budget:g} s, {result['seconds']:g} s taken), seed {args.seed}. "
+          "Cells: growth class of the error with m (its value at the largest m, in units of u times the natural "
+          "scale). Budgets: the largest error over the whole sweep as a fraction of the MUST and of the SHOULD "
+          "(BN-QUAL-1) tolerance.", "", table(result, markdown=True)]
+    written: list[Path] = []
+    if not args.no_plots:
+        try:
+            written = plots(result, out)
+        except ImportError:
+            print("bnspec accuracy: no plots: matplotlib is not installed (pip install 'bnspec[plot]'); "
+                  "the table and JSON are written", file=sys.stderr)
+    md += [f"![{p.stem}]({p.name})" for p in written]
+    (out / "accuracy.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    print(table(result))
+    print(f"wrote {out / 'accuracy.md'}, {out / 'accuracy.json'}" + (f" and {len(written)} plots" if written else ""))
+    loaded = [t for t, info in result["targets"].items() if "error" not in info]
+    return 0 if loaded else 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bnspec.accuracy TARGET...``: the command without the rest of the CLI."""
+    parser = argparse.ArgumentParser(prog="bnspec")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return command(parser.parse_args(["accuracy", *(sys.argv[1:] if argv is None else argv)]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
