@@ -34,3 +34,20 @@ def test_a_check_that_passes_eagerly_and_fails_compiled_is_shown_and_agreement_i
     html = matrix_html.render([EAGER, COMPILED, OTHER], 0, 1, "bnspec matrix")
     assert "<h3>torch: 2 forms, 2 checks where they disagree</h3>" in html
     assert html.index("<table class=results>") < html.index("<table class=differential>")
+
+
+def test_each_adapters_accuracy_class_is_shown_and_linked_to_its_plot(tmp_path):
+    """BN-QUAL-1: the matrix reads the sweep committed beside it (OUT/accuracy/accuracy.json)."""
+    import json
+
+    from bnspec.conformance.differential import accuracy_classes
+
+    (tmp_path / "accuracy").mkdir()
+    (tmp_path / "accuracy" / "accuracy.json").write_text(json.dumps(
+        {"summary": {"torch": {"class": "m"}}, "targets": {"torch": {"dtypes": ["float16", "float32"]}}}))
+    acc = accuracy_classes(tmp_path)
+    assert acc == {"torch": ("m", "accuracy/error-vs-m-float32.png")}
+    md = matrix.render([EAGER, OTHER], 0, 1, "bnspec matrix", (), acc)
+    assert "| **accuracy class** | BN-QUAL-1 | [m](accuracy/error-vs-m-float32.png) | - |" in md
+    assert '<a href="accuracy/error-vs-m-float32.png">m</a>' in matrix_html.render([EAGER], 0, 1, "m", (), acc)
+    assert accuracy_classes(tmp_path / "nowhere") == {}

@@ -3,7 +3,9 @@ are implementations of one function, so where their results differ is worth a re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 from .checks import CHECKS
 from .results import Column
@@ -38,4 +40,20 @@ def disagreements(columns: Sequence[Column]) -> list[tuple[str, list[Column], li
             if len(statuses) > 1 or spread >= 10.0:
                 differ.append(check.name)
         out.append((fam, cols, differ))
+    return out
+
+
+def accuracy_classes(out_dir: Path) -> dict[str, tuple[str, str]]:
+    """``{target: (accuracy class, relative link to its plot)}`` from the sweep committed beside the
+    matrix (``OUT/accuracy/accuracy.json``, written by ``bnspec accuracy --out OUT/accuracy``); empty
+    where there is none."""
+    path = out_dir / "accuracy" / "accuracy.json"
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    out = {}
+    for target, summary in data.get("summary", {}).items():
+        dtypes = data.get("targets", {}).get(target, {}).get("dtypes", ["float32"])
+        dtype = "float32" if "float32" in dtypes else dtypes[0]
+        out[target] = (summary.get("class", "-"), f"accuracy/error-vs-m-{dtype}.png")
     return out

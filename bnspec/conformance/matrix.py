@@ -20,7 +20,7 @@ from typing import Any
 
 from . import matrix_html
 from .checks import CHECKS
-from .differential import disagreements
+from .differential import accuracy_classes, disagreements
 from .results import Column, anchor, write_atomic
 
 STATUS_TEXT = {"pass": "pass", "profile": "profile", "deviation": "deviation", "stale": "*stale*",
@@ -92,7 +92,7 @@ def cell(col: Column, check: str) -> str:
 
 
 def render(columns: Sequence[Column], seed: int, examples: int, command: str,
-           skipped: Sequence[tuple[str, str]] = ()) -> str:
+           skipped: Sequence[tuple[str, str]] = (), accuracy: dict[str, tuple[str, str]] | None = None) -> str:
     lines = [
         "# Conformance matrix",
         "",
@@ -109,6 +109,9 @@ def render(columns: Sequence[Column], seed: int, examples: int, command: str,
         "|---|---|" + "---|" * len(columns),
         "| **verdict** | | " + " | ".join(_verdict(c) for c in columns) + " |",
     ]
+    if accuracy:  # the growth of the error with m, from `bnspec accuracy` (docs/accuracy.md)
+        lines.append("| **accuracy class** | BN-QUAL-1 | " + " | ".join(
+            f"[{accuracy[c.target][0]}]({accuracy[c.target][1]})" if c.target in accuracy else "-" for c in columns) + " |")
     area = None
     for check in CHECKS:
         if check.area != area:
@@ -164,6 +167,7 @@ def build(targets: Sequence[str], out_dir: Path, seed: int, examples: int, timeo
         if progress:
             progress(target, col)
     md = out_dir / "conformance.md"
-    write_atomic(md, render(columns, seed, examples, command, skipped))
-    write_atomic(out_dir / "conformance.html", matrix_html.render(columns, seed, examples, command, skipped))
+    accuracy = accuracy_classes(out_dir)
+    write_atomic(md, render(columns, seed, examples, command, skipped, accuracy))
+    write_atomic(out_dir / "conformance.html", matrix_html.render(columns, seed, examples, command, skipped, accuracy))
     return columns, md

@@ -113,11 +113,15 @@ def _versions(columns: Sequence[Column], skipped: Sequence[tuple[str, str]]) -> 
     return rows + ["</tbody></table>"]
 
 
-def _results(columns: Sequence[Column]) -> list[str]:
+def _results(columns: Sequence[Column], accuracy: dict[str, tuple[str, str]]) -> list[str]:
     head = "".join(f'<th scope="col" class="adapter">{escape(c.target)}</th>' for c in columns)
     verdicts = "".join(f'<td class="{_tone(c)}">{escape(_verdict(c))}</td>' for c in columns)
     rows = [f"<table class=results><thead><tr><th>check</th><th>clauses</th>{head}</tr></thead><tbody>",
             f'<tr class="verdict"><th scope="row">verdict</th><td></td>{verdicts}</tr>']
+    if accuracy:  # the growth of the error with m, from `bnspec accuracy` (docs/accuracy.md), linked to its plot
+        classes = "".join(f'<td><a href="{escape(accuracy[c.target][1], quote=True)}">{escape(accuracy[c.target][0])}</a></td>'
+                          if c.target in accuracy else "<td>-</td>" for c in columns)
+        rows.append(f'<tr class="verdict"><th scope="row">accuracy class</th><td class="clauses">BN-QUAL-1</td>{classes}</tr>')
     area = None
     for check in CHECKS:
         if check.area != area:
@@ -204,7 +208,7 @@ def _findings(columns: Sequence[Column]) -> list[str]:
 
 
 def render(columns: Sequence[Column], seed: int, examples: int, command: str,
-           skipped: Sequence[tuple[str, str]] = ()) -> str:
+           skipped: Sequence[tuple[str, str]] = (), accuracy: dict[str, tuple[str, str]] | None = None) -> str:
     """The whole page."""
     findings = _findings(columns)
     body = [
@@ -213,7 +217,7 @@ def render(columns: Sequence[Column], seed: int, examples: int, command: str,
         "examples per check). A cell is the status and the error budget used (worst error / what "
         "<code>spec/precision.md</code> allows; 1.00 is the edge). Click a coloured cell for its minimal case, "
         "reproducer and clause text.</p>",
-        *_results(columns),
+        *_results(columns, accuracy or {}),
         *_legend(),
         *_differential(columns),
         "<h2>Adapters and versions</h2>", *_versions(columns, skipped),
