@@ -5,7 +5,7 @@
 For each target (default: reference and torch) it runs the whole suite as ``bnspec run`` does,
 timing separately the adapter's ``run`` calls (the backend under test), the judge (the exact
 reference and the precision model) and the rest (hypothesis' generation and shrinking, case
-building). It prints the wall time against the targets (``bnspec run torch`` <= 60 s,
+building). It prints the wall time against the targets (``bnspec run torch`` <= 30 s,
 ``bnspec run reference`` <= 30 s on a 2-core machine) and each target's ratio to the reference,
 measured in the same process. Not a test: run it on demand.
 """
@@ -20,7 +20,7 @@ from collections import defaultdict
 from bnspec.adapters import load
 from bnspec.conformance import DEFAULT_EXAMPLES, check, run
 
-TARGETS_S = {"reference": 30.0, "torch": 60.0}
+TARGETS_S = {"reference": 30.0, "torch": 30.0}  # issues 13-17: a default run of torch within 30 s on 2 cores
 
 
 class Timed:
