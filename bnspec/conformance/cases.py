@@ -99,7 +99,7 @@ class Recipe:
         elif self.data == "wide":
             scale = np.exp(rng.uniform(-6.0, 6.0, c)) if self.dtype != "float16" else scale
         elif self.data in ("huge", "tiny"):  # spread and mean of the same extreme magnitude, per channel
-            lo, hi = (HUGE if self.data == "huge" else TINY)[self.dtype]
+            lo, hi = (HUGE if self.data == "huge" else TINY)[self._range]
             scale = 10.0 ** rng.uniform(lo, hi, c)
             loc = scale * rng.normal(0.0, 1.0, c)
         vals = loc[:, None] + scale[:, None] * rng.standard_normal((c, math.prod(rest)))
@@ -108,11 +108,17 @@ class Recipe:
         if self.data == "constant-channel" and c:
             vals[rng.integers(c)] = loc[0]
         if self.data == "large-constant" and c:  # three channels in four (one at least), each its own constant
-            lo, hi = LARGE_CONSTANT[self.dtype]
+            lo, hi = LARGE_CONSTANT[self._range]
             const = rng.integers(0, 4, c) > 0
             const[rng.integers(c)] = True
             vals[const] = (rng.choice([-1.0, 1.0], c) * 10.0 ** rng.uniform(lo, hi, c))[const, None]
         return vals.reshape((c,) + rest)
+
+    @property
+    def _range(self) -> str:
+        """The dtype whose range the extremes keep to: float32 for float64 input with float32 state, whose
+        statistics must stay representable in the state; else the input's."""
+        return "float32" if (self.dtype, self.param_dtype) == ("float64", "float32") else self.dtype
 
     def _grad(self, rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
         if self.grad == "ones":
