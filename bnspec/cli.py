@@ -87,6 +87,10 @@ def parser() -> argparse.ArgumentParser:
     matrix.add_argument("--examples", type=_count, help="hypothesis examples per check (default: run's default)")
     matrix.add_argument("--timeout", type=_seconds, default=1800.0, help="seconds per adapter (default: %(default)s)")
     matrix.add_argument("--strict", action="store_true", help="exit 1 unless every adapter plainly conforms")
+    matrix.add_argument("--resume", action="store_true",
+                        help="reuse each complete report already in DIR/reports from the same seed, examples and "
+                             "bnspec version (an interrupted matrix goes on where it stopped; delete a report to "
+                             "rerun that adapter)")
 
     from .accuracy import add_parser as add_accuracy_parser  # light: the sweep imports its modules when run
 
@@ -238,17 +242,25 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         print(f"{chr(13)}\033[K" if sys.stderr.isatty() else "", end="", file=sys.stderr)
         print(f"  [{len(done)}/{len(targets)}] {target}: {status}", file=sys.stderr)
 
-    columns, md = build(targets, Path(args.out), args.seed, examples, args.timeout, command, skipped, progress, start)
+    columns, md = build(targets, Path(args.out), args.seed, examples, args.timeout, command, skipped, progress, start,
+                        resume=args.resume)
     print(f"wrote {md} and {md.with_suffix('.html').name} ({len(columns)} adapters; "
           f"not usable here: {', '.join(n for n, _ in skipped) or 'none'})")
     unloadable = [c.target for c in columns if c.report is None and c.exit_code == EXIT_USAGE]
     if unloadable:
         print(f"bnspec: cannot load {', '.join(map(repr, unloadable))}: see its column", file=sys.stderr)
         return EXIT_USAGE
-    statuses = [EXIT_FAIL if c.report is None else c.exit_code or 0 for c in columns]
+    statuses = [EXIT_FAIL if c.report is None else c.exit_code if c.exit_code is not None else _exit_of(c.report)
+                for c in columns]
     if args.strict and any(c.report and c.report["summary"].get("verdict") != "conforms" for c in columns):
         statuses.append(EXIT_FAIL)
     return EXIT_FAIL if EXIT_FAIL in statuses else EXIT_UNJUDGED if EXIT_UNJUDGED in statuses else EXIT_OK
+
+
+def _exit_of(report: dict) -> int:
+    """The exit status a (reused) report's run had: from its verdict."""
+    verdict = report["summary"].get("verdict", "")
+    return EXIT_OK if verdict.startswith("conforms") else EXIT_FAIL if verdict.startswith("DOES NOT") else EXIT_UNJUDGED
 
 
 def _name_problem(target: str) -> str | None:

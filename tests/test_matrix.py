@@ -117,3 +117,18 @@ def test_committed_matrix_matches_a_fresh_run(tmp_path, target):
         assert all(b <= 1.0 for b in budgets), got
         got, want = ({k: re.sub(r" \([^)]*\)", "", v) for k, v in d.items()} for d in (got, want))
     assert got == want
+
+
+def test_resume_reuses_complete_reports_of_the_same_run_and_reruns_the_rest(tmp_path):
+    """Nothing already computed is lost: --resume keeps each matching report and runs only the missing."""
+    assert matrix("reference", "--examples", "2", "--out", str(tmp_path)).returncode == 0
+    kept = tmp_path / "reports" / "reference.json"
+    stamp = kept.stat().st_mtime_ns
+    p = matrix("reference", "tests/adapters/variants.py:NoMomentumCheck", "--examples", "2", "--out", str(tmp_path),
+               "--resume")
+    assert p.returncode == 1, p.stderr
+    assert kept.stat().st_mtime_ns == stamp  # reused, not rerun
+    assert "DOES NOT CONFORM" in (tmp_path / "conformance.md").read_text()
+    # Another example count is another run: the report is not reused.
+    assert matrix("reference", "--examples", "3", "--out", str(tmp_path), "--resume").returncode == 0
+    assert kept.stat().st_mtime_ns != stamp

@@ -29,9 +29,30 @@ STATUS_TEXT = {"pass": "pass", "profile": "profile", "deviation": "deviation", "
 LINKED = ("fail", "error", "crash", "timeout", "unjudged", "deviation", "shortfall", "stale")  # cells linking to their case
 
 
+def report_path(out_dir: Path, target: str) -> Path:
+    return out_dir / "reports" / f"{target.replace('/', '_').replace(':', '_')}.json"
+
+
+def reusable(target: str, out_dir: Path, seed: int, examples: int) -> Column | None:
+    """The column of a complete report already in ``out_dir/reports`` from the same seed, examples and
+    bnspec version (``bnspec matrix --resume``), or None."""
+    from .. import __version__
+
+    path = report_path(out_dir, target)
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    same = (report.get("seed"), report.get("examples"), report.get("complete"),
+            report.get("environment", {}).get("bnspec")) == (seed, examples, True, __version__)
+    if not same:
+        return None
+    return Column(target, exit_code=None, report=report, checks={c["name"]: c for c in report["checks"]})
+
+
 def run_column(target: str, out_dir: Path, seed: int, examples: int, timeout: float) -> Column:
     """Run one adapter in a subprocess; its report lands in ``out_dir/reports/TARGET.json``."""
-    path = out_dir / "reports" / f"{target.replace('/', '_').replace(':', '_')}.json"
+    path = report_path(out_dir, target)
     path.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "bnspec", "run", target, "--seed", str(seed), "--examples", str(examples),
            "--json", str(path), "-q"]
@@ -154,7 +175,7 @@ def render(columns: Sequence[Column], seed: int, examples: int, command: str,
 def build(targets: Sequence[str], out_dir: Path, seed: int, examples: int, timeout: float, command: str,
           skipped: Sequence[tuple[str, str]] = (),
           progress: Callable[[str, Column], None] | None = None,
-          on_start: Callable[[str], None] | None = None) -> tuple[list[Column], Path]:
+          on_start: Callable[[str], None] | None = None, resume: bool = False) -> tuple[list[Column], Path]:
     """Run every target and write ``out_dir/conformance.md`` and ``out_dir/conformance.html``;
     return the columns and the Markdown's path."""
     (out_dir / "reports").mkdir(parents=True, exist_ok=True)
@@ -162,7 +183,8 @@ def build(targets: Sequence[str], out_dir: Path, seed: int, examples: int, timeo
     for target in targets:
         if on_start:
             on_start(target)
-        col = run_column(target, out_dir, seed, examples, timeout)
+        col = (reusable(target, out_dir, seed, examples) if resume else None) or run_column(
+            target, out_dir, seed, examples, timeout)
         columns.append(col)
         if progress:
             progress(target, col)

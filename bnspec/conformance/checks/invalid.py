@@ -56,7 +56,8 @@ class ArgOneValue(_MustRaise):
 
 
 class ArgShape(_MustRaise):
-    """A weight, bias or running statistic whose length is not the channel count raises."""
+    """A weight, bias or running statistic whose shape is not (C,) raises: a wrong length, or the
+    right count of values in shape (1, C)."""
 
     name = "arg-shape"
     area = "ARG"
@@ -67,12 +68,16 @@ class ArgShape(_MustRaise):
     fixed = (Recipe(shape=(4, 3), seed=23), Recipe(shape=(2, 4, 3, 3), seed=24))
 
     def extras(self, caps: Capabilities) -> st.SearchStrategy[Any]:
-        # (name, 1): length one; (name, -2 or 2): two fewer or more than the channels.
-        return st.tuples(st.sampled_from(["weight", "bias", "running_mean", "running_var"]), st.sampled_from([1, -2, 2]))
+        # (name, 1): length one; (name, -2 or 2): two fewer or more than the channels; (name, "row"): the
+        # right values in shape (1, C), which a check of the element count alone accepts (finding T4).
+        return st.tuples(st.sampled_from(["weight", "bias", "running_mean", "running_var"]),
+                         st.sampled_from([1, -2, 2, "row"]))
 
     def prepare(self, case: Case, extra: Any) -> Case:
         name, length = extra if extra is not None else ("weight", 1)
         vec = getattr(case, name)
+        if length == "row":
+            return replace(case, **{name: vec.reshape(1, -1)})
         if length != 1:  # a delta from the channel count
             length = max(case.channels + length, 0)
         if length == case.channels:  # one channel: length 1 is right, so make it wrong
@@ -82,13 +87,13 @@ class ArgShape(_MustRaise):
     def twin(self, case: Case) -> Case:
         fill = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0}
         right = {n: np.full(case.channels, fill[n], getattr(case, n).dtype) for n in fill
-                 if getattr(case, n) is not None and len(getattr(case, n)) != case.channels}
+                 if getattr(case, n) is not None and getattr(case, n).shape != (case.channels,)}
         return replace(case, **right)
 
     def detail(self, case: Case) -> str:
-        lengths = {n: len(getattr(case, n)) for n in ("weight", "bias", "running_mean", "running_var")
-                   if getattr(case, n) is not None}
-        return f"{case.channels} channels, lengths {lengths}"
+        shapes = {n: getattr(case, n).shape for n in ("weight", "bias", "running_mean", "running_var")
+                  if getattr(case, n) is not None}
+        return f"{case.channels} channels, shapes {shapes}"
 
 
 class ArgNonFloating(_MustRaise):
