@@ -34,6 +34,15 @@ X4 = Finding(
     trigger_check="train-output",
     trigger=(("shape", (256, 2)), ("data", "offset"), ("offset", 1e4), ("seed", 4)),
 )
+# X10: a float32 spread above about 1e12 loses dx's path through the variance (the derivative of rsqrt
+# underflows float32 and is flushed to zero); its trigger is a drawn magnitude-extremes case (spread 4.5e14).
+X10 = Finding(
+    id="X10", summary="float32 training gradients through the variance are lost for spreads above about 1e12: "
+                      "JAX's derivative of rsqrt(var + eps), -(var + eps)**-1.5 / 2, underflows float32 (BN-GRAD-1)",
+    clauses=("BN-GRAD-1", "BN-PREC-5"), outputs=("grad_input",),
+    trigger_check="grad-train",
+    trigger=(("shape", (12, 1)), ("data", "huge"), ("grad", "normal"), ("seed", 2)),
+)
 _SHARED = (
     ("arg-one-value", "X1: one value per channel in training gives y = beta and updates the stats, no error (BN-ARG-1)"),
     ("empty-batch", "X2: an empty batch turns the running mean and variance into NaN (BN-EMPTY-1)"),
@@ -116,7 +125,7 @@ class FlaxLinenAdapter:
         stats_dtypes=("float32",),
         notes="flax.linen.BatchNorm (use_running_average for eval, mutable batch_stats, gradients by jax.vjp); " + _NOTES,
         known_deviations=_LINEN_DEVIATIONS,
-        findings=(X4,),
+        findings=(X4, X10),
         derivatives=MODES,
         max_order=3,
     )
