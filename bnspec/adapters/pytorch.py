@@ -27,6 +27,8 @@ _DEVIATIONS = (
 # Root causes declared once, each with the minimal case that shows it (spec/conventions.md, PyTorch).
 T1 = Finding(id="T1", summary="PyTorch does not validate momentum", clauses=("BN-ARG-5",),
              trigger_check="arg-momentum-range", trigger=(("shape", (2, 1)),))
+T4 = Finding(id="T4", summary="a weight or bias of shape (1, C) is accepted: only the element count is checked",
+             clauses=("BN-ARG-2",))  # no trigger: the arg-shape check draws the (1, C) form; staleness undecided
 T2 = Finding(id="T2", summary="nn.BatchNorm adds 1 to num_batches_tracked before F.batch_norm validates: on an empty "
                               "batch (T2) and on a step that then raises (T3)",
              clauses=("BN-EMPTY-1", "BN-RUN-4"), outputs=("num_batches_tracked",),
@@ -77,7 +79,7 @@ class TorchAdapter:
         stats_dtypes=("float32",),
         notes="nn.BatchNorm1d/2d/3d; channel-last as a permuted view (channels_last memory format for rank 4, 5)",
         known_deviations=_DEVIATIONS + _HIGHER_DEVIATIONS,
-        findings=(T1, T2),
+        findings=(T1, T2, T4),
         derivatives=MODES,
         max_order=3,
     )
@@ -192,7 +194,7 @@ class TorchFunctionalAdapter(TorchAdapter):
         counter=False,
         notes="torch.nn.functional.batch_norm: the caller keeps the counter, so it has none",
         known_deviations=_DEVIATIONS + _HIGHER_DEVIATIONS,
-        findings=(T1,),
+        findings=(T1, T4),
         derivatives=MODES,
         max_order=3,
     )
@@ -251,7 +253,7 @@ class TorchCudaAdapter(TorchAdapter):
         device="cuda",
         notes="nn.BatchNorm1d/2d/3d on CUDA, cuDNN as PyTorch chooses",
         known_deviations=_DEVIATIONS,
-        findings=(T1, T2),
+        findings=(T1, T2, T4),
     )
 
     @classmethod
@@ -274,7 +276,7 @@ class TorchCudaNativeAdapter(TorchCudaAdapter):
         device="cuda",
         notes="nn.BatchNorm1d/2d/3d on CUDA with torch.backends.cudnn.enabled = False around each call",
         known_deviations=_DEVIATIONS,
-        findings=(T1, T2),
+        findings=(T1, T2, T4),
     )
 
     def run(self, case: Case) -> Outcome:
