@@ -43,6 +43,15 @@ X10 = Finding(
     trigger_check="grad-train",
     trigger=(("shape", (12, 1)), ("data", "huge"), ("grad", "normal"), ("seed", 2)),
 )
+# X11: XLA's CPU runtime flushes subnormal results to zero; data near float32's smallest normal (the
+# magnitude-extremes "tiny" cases) lose the products that fall below it.
+X11 = Finding(
+    id="X11", summary="XLA on CPU flushes subnormal results to zero, so float32 products below 1.2e-38 vanish "
+                      "(BN-PREC-3, BN-PREC-5)",
+    clauses=("BN-PREC-3", "BN-PREC-5"),
+    trigger_check="grad-train",
+    trigger=(("shape", (24, 1)), ("data", "tiny"), ("grad", "normal"), ("seed", 0)),
+)
 _SHARED = (
     ("arg-one-value", "X1: one value per channel in training gives y = beta and updates the stats, no error (BN-ARG-1)"),
     ("empty-batch", "X2: an empty batch turns the running mean and variance into NaN (BN-EMPTY-1)"),
@@ -125,7 +134,7 @@ class FlaxLinenAdapter:
         stats_dtypes=("float32",),
         notes="flax.linen.BatchNorm (use_running_average for eval, mutable batch_stats, gradients by jax.vjp); " + _NOTES,
         known_deviations=_LINEN_DEVIATIONS,
-        findings=(X4, X10),
+        findings=(X4, X10, X11),
         derivatives=MODES,
         max_order=3,
     )
