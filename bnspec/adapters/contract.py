@@ -244,6 +244,10 @@ class Capabilities:
     channel_axes: tuple[int, ...] = (1,)
     ranks: tuple[int, ...] = (2, 3, 4, 5)
     gradients: bool = True
+    # The modes the backend has: an inference runtime (OpenVINO, an exported eval graph) sets training=False and is
+    # handed eval cases only; the checks that need a training step are reported unsupported, never passed.
+    training: bool = True
+    inference: bool = True
     cumulative_average: bool = True
     counter: bool = True  # keeps num_batches_tracked (BN-RUN-4)
     untracked: bool = True

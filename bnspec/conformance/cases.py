@@ -237,7 +237,10 @@ def recipes(draw: st.DrawFn, caps: Capabilities, space: Space) -> Recipe:
     if others and draw(st.integers(1, space.mixed_every)) == 1:  # BN-DTYPE-3: state in another dtype than x, where claimed
         param_dtype = draw(st.sampled_from(others))
     tracked = not either(None if space.tracked is None else not space.tracked, caps.untracked)
-    training = either(space.training)
+    if space.training is not None:
+        training = space.training
+    else:  # both modes where the adapter has both; else the one it has (Capabilities.training, .inference)
+        training = draw(st.booleans()) if caps.training and caps.inference else caps.training
     if space.cumulative is None:
         cumulative = caps.cumulative_average and draw(st.integers(0, 4)) == 0
     else:
@@ -284,6 +287,7 @@ def fits(recipe: Recipe, caps: Capabilities) -> bool:
         and (recipe.tracked or caps.untracked)
         and (recipe.momentum is not None or not recipe.tracked or caps.cumulative_average)
         and (recipe.grad is None or caps.gradients)
+        and (caps.training if recipe.training else caps.inference)
     )
 
 

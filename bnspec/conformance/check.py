@@ -64,6 +64,16 @@ def not_run(outcome: Outcome | None, error: BaseException | None) -> Verdict | N
     return None
 
 
+def modes_unsupported(caps: Capabilities, space: Space | None) -> str | None:
+    """Why no case of ``space`` fits the modes the adapter has (``Capabilities.training``,
+    ``.inference``), or None: a check fixed to training has nothing to ask an inference-only backend."""
+    if space is not None and space.training is True and not caps.training:
+        return "needs a training step; the adapter declares no training mode (training=False: inference only)"
+    if space is not None and space.training is False and not caps.inference:
+        return "needs an eval call; the adapter declares no inference mode (inference=False)"
+    return None
+
+
 class Check:
     """Base class; subclasses set the class attributes and override ``judge``."""
 
@@ -83,6 +93,8 @@ class Check:
     def unsupported(self, caps: Capabilities) -> str | None:
         """Why this check cannot run against ``caps`` (reported as unsupported), or None."""
         if self.space is not None and (why := dtypes_unsupported(caps, self.space)):
+            return why
+        if (why := modes_unsupported(caps, self.space)) is not None:
             return why
         if self.strategy(caps) is None and not any(fits_capabilities(r, caps) for r in self.fixed):
             return "none of its cases fits the adapter's capabilities (ranks, layouts, dtypes, modes)"

@@ -7,6 +7,7 @@ from ..cases import WITH_EXTREMES, Recipe, Space
 from ..check import (
     GRADS,
     CompareCheck,
+    modes_unsupported,
 )
 
 
@@ -14,7 +15,7 @@ class _GradCheck(CompareCheck):
     outputs = GRADS
 
     def unsupported(self, caps: Capabilities) -> str | None:
-        return None if caps.gradients else "the adapter computes no gradients"
+        return modes_unsupported(caps, self.space) if caps.gradients else "the adapter computes no gradients"
 
 
 class GradTrain(_GradCheck):

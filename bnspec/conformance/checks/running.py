@@ -11,6 +11,7 @@ from ..check import (
     Check,
     CompareCheck,
     Context,
+    modes_unsupported,
     not_run,
 )
 from ..compare import Verdict, fail
@@ -41,7 +42,9 @@ class RunningCumulative(CompareCheck):
     fixed = (Recipe(shape=(3, 2), momentum=None, num_batches_tracked=3, seed=10),)
 
     def unsupported(self, caps: Capabilities) -> str | None:
-        return None if caps.cumulative_average else "the adapter has no cumulative average (momentum None)"
+        if not caps.cumulative_average:
+            return "the adapter has no cumulative average (momentum None)"
+        return modes_unsupported(caps, self.space)
 
 
 class RunningCounter(Check):
@@ -53,7 +56,9 @@ class RunningCounter(Check):
     space = Space(tracked=True)
 
     def unsupported(self, caps: Capabilities) -> str | None:
-        return None if caps.counter else "the adapter keeps no batch counter"
+        if not caps.counter:
+            return "the adapter keeps no batch counter"
+        return None if caps.training else "needs training steps; the adapter declares no training mode (inference only)"
 
     def judge(self, case: Case, outcome: Outcome | None, error: BaseException | None, ctx: Context) -> Verdict:
         if (bad := not_run(outcome, error)) is not None:

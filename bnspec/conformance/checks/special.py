@@ -13,6 +13,7 @@ from ..cases import WITH_EXTREMES, Recipe, Space
 from ..check import (
     ALL,
     CompareCheck,
+    modes_unsupported,
 )
 
 
@@ -63,4 +64,4 @@ class SpecialConstant(CompareCheck):
     fixed = (Recipe(shape=(4, 1, 3), data="constant-channel", grad="normal", seed=16),)
 
     def unsupported(self, caps: Capabilities) -> str | None:
-        return None
+        return modes_unsupported(caps, self.space)
