@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .contract import Capabilities, Case, Outcome
+from .contract import Capabilities, Case, Finding, Outcome
 
 # Findings recorded in spec/conventions.md (section 4, TensorFlow); each check still runs and is reported.
 _DEVIATIONS = (
@@ -28,6 +28,14 @@ _DEVIATIONS = (
     ("arg-momentum-range", "F3: an exponential_avg_factor outside [0, 1] is accepted (BN-ARG-5)"),
     ("arg-shape", "F5: with exponential_avg_factor = 1 the mean and variance inputs are not read, so a wrong "
                   "length is not rejected (BN-ARG-2)"),
+)
+# F6: TensorFlow's CPU threads flush subnormals to zero; its trigger is a drawn magnitude-extremes case
+# (float32 data near the smallest normal, eval with a fresh layer's statistics).
+F6 = Finding(
+    id="F6", summary="float32 subnormal inputs and results are flushed to zero on the CPU (BN-PREC-3, BN-PREC-5)",
+    clauses=("BN-PREC-3", "BN-PREC-5"),
+    trigger_check="eval-output",
+    trigger=(("shape", (16, 1, 8, 8)), ("training", False), ("data", "tiny"), ("state", "fresh"), ("seed", 0)),
 )
 
 _FORMATS = {(4, 1): "NCHW", (4, 3): "NHWC", (5, 1): "NCDHW", (5, 4): "NDHWC"}
@@ -63,6 +71,7 @@ class TfFusedAdapter:
         notes="tf.compat.v1.nn.fused_batch_norm (FusedBatchNormV3) on the CPU; exponential_avg_factor = momentum; "
               "data_format NC(D)HW / N(D)HWC; rank 4 and 5 only; float32 scale, offset and statistics",
         known_deviations=_DEVIATIONS,
+        findings=(F6,),
     )
 
     def __init__(self) -> None:
