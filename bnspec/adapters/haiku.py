@@ -46,8 +46,12 @@ H4 = Finding(
 H5 = Finding(
     id="H5", summary="a negative eps and a decay_rate outside [0, 1] are accepted (BN-ARG-4, BN-ARG-5)",
     clauses=("BN-ARG-4", "BN-ARG-5"), trigger_check="arg-momentum-range", trigger=(("shape", (2, 1)),))
+H6 = Finding(
+    id="H6", summary="an empty batch turns the running statistics into NaN (the mean of nothing enters the "
+                     "moving averages) (BN-EMPTY-1)",
+    clauses=("BN-EMPTY-1",), trigger_check="empty-batch", trigger=(("shape", (0, 3)),))
 # X10 and X11 are XLA's on the CPU (spec/conventions.md, Flax): Haiku runs on the same runtime.
-FINDINGS = (H2, H1, X10, X11, H3, H4, H5)
+FINDINGS = (H6, H2, H1, X10, X11, H3, H4, H5)
 
 
 def _to_numpy(a: Any) -> np.ndarray | None:
