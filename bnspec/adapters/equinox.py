@@ -49,6 +49,16 @@ E4 = Finding(
     id="E4", summary="a negative eps and a momentum outside [0, 1] are accepted (BN-ARG-4, BN-ARG-5)",
     clauses=("BN-ARG-4", "BN-ARG-5"), trigger_check="arg-momentum-range", trigger=(("shape", (2, 1)),))
 
+E5 = Finding(
+    id="E5", summary="mode='batch' with momentum 1 (alpha 0) after a step: eval divides by 1 - 1^n = 0 and gives "
+                     "NaN (Equinox documents momentum in (0, 1) exclusive, but accepts 1) (BN-EVAL-1, BN-GRAD-3)",
+    clauses=("BN-EVAL-1", "BN-GRAD-3", "BN-SPECIAL-1"), outputs=("y", "grad_input", "grad_weight", "grad_bias"),
+    trigger_check="eval-output",
+    trigger=(("shape", (2, 1)), ("training", False), ("momentum", 0.0), ("num_batches_tracked", 1)))
+E6 = Finding(
+    id="E6", summary="an empty batch turns the running statistics into NaN (BN-EMPTY-1)",
+    clauses=("BN-EMPTY-1",), trigger_check="empty-batch", trigger=(("shape", (0, 3)),))
+
 _NOTES = ("eqx.nn.BatchNorm under jax.vmap(axis_name='batch'), channel axis 1; momentum passed as 1 - alpha; "
           "weight and bias set with eqx.tree_at; gradients by jax.vjp; jax_enable_x64 on; no untracked mode, "
           "no counter, no cumulative average")
@@ -90,7 +100,7 @@ class EquinoxAdapter:
         running_var="biased",
         dtype_rule="promoted",
         notes="mode='batch'; state built from num_batches_tracked (counter = n, hidden = R (1 - momentum^n)); " + _NOTES,
-        findings=(E1, X10, X11, E3, E4),
+        findings=(E6, E5, E1, X10, X11, E3, E4),
     )
 
     def __init__(self) -> None:
@@ -145,8 +155,11 @@ class EquinoxAdapter:
                 out.grad_weight, out.grad_bias = _to_numpy(dw), _to_numpy(db)
         out.y = _to_numpy(y)
         mean, var, counter = self._stats(bn, new_state, momentum)
-        out.running_mean, out.running_var = _to_numpy(mean), _to_numpy(var)
         out.num_batches_tracked = counter
+        if case.training:
+            out.running_mean, out.running_var = _to_numpy(mean), _to_numpy(var)
+        else:  # eval sets no state (S: the inference branch of __call__); hidden / scale would not round-trip
+            out.running_mean, out.running_var = np.array(case.running_mean, copy=True), np.array(case.running_var, copy=True)
         return out
 
 
@@ -165,7 +178,7 @@ class EquinoxEmaAdapter(EquinoxAdapter):
         running_var="biased",
         dtype_rule="promoted",
         notes="mode='ema' (Equinox's default); first-step flag set False, the case's statistics as the state; " + _NOTES,
-        findings=(E2, X10, X11, E3, E4),
+        findings=(E6, E2, X10, X11, E3, E4),
     )
 
     def _state(self, bn: Any, state: Any, case: Case) -> Any:
