@@ -184,6 +184,7 @@ class Outcome:
 
 
 RunningVarEstimator = Literal["unbiased", "biased"]
+RunningAverage = Literal["plain", "debiased"]
 DtypeRule = Literal["input", "promoted"]
 
 
@@ -253,6 +254,9 @@ class Capabilities:
     untracked: bool = True
     affine_off: bool = True
     running_var: RunningVarEstimator = "unbiased"
+    # "debiased": the running averages are zero-debiased by the step count (profile debiased-running-average,
+    # Haiku's ExponentialMovingAverage); the adapter maps num_batches_tracked to the backend's step count.
+    running_average: RunningAverage = "plain"
     dtype_rule: DtypeRule = "input"  # "promoted": y and dx in the promoted compute dtype (profile promoted-dtype)
     stats_dtypes: tuple[str, ...] = ()  # running-statistics dtypes besides the input's own
     half_params: bool = True  # half inputs may come with half parameters and state (else only stats_dtypes)
@@ -275,7 +279,7 @@ class Capabilities:
     @property
     def profiles(self) -> tuple[str, ...]:
         """The named profiles (``spec/conventions.md``) this adapter declares."""
-        return profiles_of(self.running_var, self.dtype_rule)
+        return profiles_of(self.running_var, self.dtype_rule, self.running_average)
 
     def deviation(self, check: str) -> str | None:
         return dict(self.known_deviations).get(check)
@@ -313,10 +317,11 @@ def state_of(exc: BaseException) -> Outcome | None:
     return state if isinstance(state, Outcome) else None
 
 
-def profiles_of(running_var: str, dtype_rule: str) -> tuple[str, ...]:
+def profiles_of(running_var: str, dtype_rule: str, running_average: str = "plain") -> tuple[str, ...]:
     """The named profiles (``spec/conventions.md``, section 3) that these capability values declare."""
     return (("biased-running-var",) if running_var == "biased" else ()) + (
-        ("promoted-dtype",) if dtype_rule == "promoted" else ())
+        ("promoted-dtype",) if dtype_rule == "promoted" else ()) + (
+        ("debiased-running-average",) if running_average == "debiased" else ())
 
 
 @runtime_checkable

@@ -29,10 +29,10 @@ from .contract import Capabilities, Case, Finding, Outcome
 from .flax import X10, X11
 
 E1 = Finding(
-    id="E1", summary="mode='batch': the eval statistics are hidden / (1 - momentum^n) with hidden starting at "
-                     "(0, 1), so the initial variance 1 is debiased too: after one step from a fresh layer eval "
-                     "uses var = momentum / (1 - momentum) + batch var (99 + v at the default 0.99) (BN-RUN-2, "
-                     "BN-EVAL-1); and every step's average is debiased by the step count (BN-RUN-1)",
+    id="E1", summary="mode='batch' from a fresh layer (n = 0): eval reads hidden itself, starting at (0, 1), but "
+                     "the first step divides hidden by 1 - momentum, so the initial variance 1 is inflated with it: "
+                     "eval then uses var = momentum / (1 - momentum) + batch var (99 + v at the default 0.99) "
+                     "(BN-RUN-2, BN-EVAL-1); from n = 1 on it is the profile debiased-running-average",
     clauses=("BN-RUN-1", "BN-RUN-2", "BN-EVAL-1"), outputs=("running_mean", "running_var", "y"),
     trigger_check="running-momentum", trigger=(("shape", (4, 2)),))
 E2 = Finding(
@@ -98,6 +98,7 @@ class EquinoxAdapter:
         counter=False,
         untracked=False,
         running_var="biased",
+        running_average="debiased",  # profile debiased-running-average (E1 at n = 0)
         dtype_rule="promoted",
         notes="mode='batch'; state built from num_batches_tracked (counter = n, hidden = R (1 - momentum^n)); " + _NOTES,
         findings=(E6, E5, E1, X10, X11, E3, E4),

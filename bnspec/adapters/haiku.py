@@ -6,9 +6,9 @@ average is debiased by the number of steps (``zero_debias=True``, which ``hk.Bat
 let a user change): ``average = hidden / (1 - decay^counter)``. Eval normalizes with ``average``.
 The adapter builds that state as a layer that had taken ``num_batches_tracked`` steps would hold it:
 ``counter = n``, ``average`` the case's running statistic, ``hidden = average * (1 - decay^n)``, and
-returns ``average`` as the spec's running statistic; the debiasing then shows as finding H2
-(``spec/conventions.md``, "dm-haiku"). The channel axis is ``data_format`` (``channels_first`` for
-axis 1, ``channels_last`` for -1); scale and offset are passed at call time (``create_scale=False``),
+returns ``average`` as the spec's running statistic: the profile ``debiased-running-average``
+(``spec/conventions.md``, section 3), declared with ``running_average="debiased"``. The channel
+axis is ``data_format`` (``channels_first`` for axis 1, ``channels_last`` for -1); scale and offset are passed at call time (``create_scale=False``),
 so affine off is passing neither. The untracked mode is Haiku's ``test_local_stats=True`` in eval
 (batch statistics, no update). Haiku keeps no batch counter of the spec's kind and no cumulative
 average. Float64 needs ``jax_enable_x64``, turned on when the adapter is instantiated.
@@ -32,11 +32,10 @@ H1 = Finding(
     outputs=("y", "grad_input", "grad_weight", "grad_bias"),
     trigger_check="train-output", trigger=(("shape", (256, 2)), ("data", "offset"), ("offset", 1e4), ("seed", 4)))
 H2 = Finding(
-    id="H2", summary="the running statistics are zero-debiased moving averages (hk.ExponentialMovingAverage's "
-                     "default): after step n the average is hidden / (1 - decay^n), so from a fresh state the "
-                     "first step stores the batch statistics themselves, not alpha times them (BN-RUN-1, BN-RUN-2)",
+    id="H2", summary="decay_rate 1 (alpha 0): the debiased average divides by 1 - 1^n = 0, so the running "
+                     "statistics become inf or NaN after a training step (BN-RUN-1, BN-RUN-2)",
     clauses=("BN-RUN-1", "BN-RUN-2"), outputs=("running_mean", "running_var"),
-    trigger_check="running-momentum", trigger=(("shape", (4, 2)),))
+    trigger_check="running-momentum", trigger=(("shape", (4, 2)), ("momentum", 0.0)))
 H3 = Finding(
     id="H3", summary="one value per channel in training gives y = offset and updates the statistics, no error "
                      "(BN-ARG-1)", clauses=("BN-ARG-1",), trigger_check="arg-one-value", trigger=(("shape", (1, 2)),))
@@ -69,6 +68,7 @@ class HaikuAdapter:
         cumulative_average=False,
         counter=False,
         running_var="biased",
+        running_average="debiased",  # profile debiased-running-average: ExponentialMovingAverage(zero_debias=True)
         dtype_rule="promoted",
         notes="hk.BatchNorm under hk.transform_with_state; decay_rate = 1 - alpha; data_format for the channel axis; "
               "scale and offset passed at call time; EMA state built from num_batches_tracked (counter = n, hidden = "

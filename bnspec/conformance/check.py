@@ -35,6 +35,10 @@ class Context:
     def estimator(self) -> str:
         return self.capabilities.running_var
 
+    @property
+    def average(self) -> str:
+        return self.capabilities.running_average
+
 
 def expected(case: Case, ctx: Context) -> reference.Step:
     """The exact result of ``case`` under the adapter's declared profile."""
@@ -43,6 +47,7 @@ def expected(case: Case, ctx: Context) -> reference.Step:
         weight=case.weight, bias=case.bias, running_mean=case.running_mean,
         running_var=case.running_var, num_batches_tracked=case.num_batches_tracked,
         grad_output=case.grad_output, running_var_estimator=ctx.estimator,  # type: ignore[arg-type]
+        running_average=ctx.average,  # type: ignore[arg-type]
     )
 
 
@@ -111,6 +116,8 @@ class Check:
             used.append("biased-running-var")
         if caps.dtype_rule == "promoted" and {"BN-DTYPE-1", "BN-ARG-3"} & set(self.clauses):
             used.append("promoted-dtype")
+        if caps.running_average == "debiased" and {"BN-RUN-1", "BN-RUN-2"} & set(self.clauses):
+            used.append("debiased-running-average")
         return tuple(used)
 
     def prepare(self, case: Case, extra: Any) -> Case:
@@ -164,7 +171,7 @@ class CompareCheck(Check):
         if (bad := not_run(outcome, error)) is not None:
             return bad
         want = expected(case, ctx)
-        tols = tolerances(case, want, estimator=ctx.estimator)
+        tols = tolerances(case, want, estimator=ctx.estimator, average=ctx.average)
         names = tuple(n for n in self.wanted(case) if getattr(want, n) is not None and n in tols)
         values = {n: getattr(want, n) for n in names}
         return compare_outputs(outcome, values, tols, names, self.masks(case), output_limits(case))

@@ -63,9 +63,11 @@ def batch_stat_error(rows: np.ndarray, mean: np.ndarray, var: np.ndarray, u: flo
 
 def tolerances(
     case: Case, expected: Step, stat_error: StatError | None = None, estimator: str = "unbiased",
-    gamma: Callable[[int, float], float] = gamma_m,
+    gamma: Callable[[int, float], float] = gamma_m, average: str = "plain",
 ) -> dict[str, np.ndarray]:
     """The tolerance of every output of ``case`` whose exact result is ``expected``.
+
+    ``average="debiased"``: the running statistics under the profile debiased-running-average.
 
     ``stat_error`` overrides the uncertainty of the statistics used; the multi-step scenario
     passes the accumulated uncertainty of chained running statistics (BN-PREC-6). ``gamma(m, u)``
@@ -102,7 +104,7 @@ def tolerances(
         out["y"] = from_rows(e_y, case.x.shape, ax)
         if expected.running_mean is not None and case.running_mean is not None:
             if case.training and m > 0:
-                out.update(_running(case, expected, stat_error, u, m, estimator))  # BN-PREC-4
+                out.update(_running(case, expected, stat_error, u, m, estimator, average))  # BN-PREC-4
             else:  # BN-RUN-6, BN-EMPTY-1: unchanged, bit for bit
                 out.update(running_mean=np.zeros(case.channels), running_var=np.zeros(case.channels))
         if case.grad_output is not None:
@@ -111,7 +113,7 @@ def tolerances(
 
 
 def _running(
-    case: Case, expected: Step, err: StatError, u: float, m: int, estimator: str
+    case: Case, expected: Step, err: StatError, u: float, m: int, estimator: str, average: str = "plain"
 ) -> dict[str, np.ndarray]:
     assert case.running_mean is not None and case.running_var is not None
     assert expected.running_mean is not None and expected.running_var is not None
@@ -128,6 +130,23 @@ def _running(
         + rounding(expected.running_mean, case.running_mean)
     e_rv = alpha * bessel * err.var + 4 * u_upd * ((1 - alpha) * old_v + alpha * bessel * np.abs(expected.var)) \
         + rounding(expected.running_var, case.running_var)
+    if average == "debiased" and case.momentum is not None and alpha > 0:
+        # Profile debiased-running-average: weights a = d (1 - d^n) / w on the old value and alpha / w on the
+        # batch's, w = 1 - d^(n+1). Forming d = 1 - alpha and d^(n+1) by n + 1 products errs by (n + 2) u
+        # relative, and 1 - d^(n+1) cancels: w and each weight carry (2n + 4) u d^(n+1) / w relative more.
+        n, d = case.num_batches_tracked, 1.0 - alpha
+        w = 1.0 - d ** (n + 1)
+        a, b, rel_w = d * (1.0 - d ** n) / w, alpha / w, (2 * n + 4) * u_upd * d ** (n + 1) / w
+        for key, old, stat, e_stat, scale in (("mean", old_m, expected.mean, err.mean, 1.0),
+                                              ("var", old_v, expected.var, err.var, bessel)):
+            new = scale * np.abs(stat)
+            want = np.abs(expected.running_mean if key == "mean" else expected.running_var)
+            e = b * scale * e_stat + 4 * u_upd * (a * old + b * new) + rel_w * (a * old + b * new + want) \
+                + rounding(want, case.running_mean if key == "mean" else case.running_var)
+            if key == "mean":
+                e_rm = e
+            else:
+                e_rv = e
     return {"running_mean": e_rm, "running_var": e_rv}
 
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import exact, functional, running, sync
-from .running import RunningVar
+from .running import RunningAverage, RunningVar
 from .validate import channel_axis, check_arguments
 
-__all__ = ["Step", "step", "channel_axis", "check_arguments", "RunningVar", "exact", "functional", "running",
+__all__ = ["Step", "step", "channel_axis", "check_arguments", "RunningVar", "RunningAverage", "exact", "functional", "running",
            "sync"]
 
 
@@ -72,6 +72,7 @@ def step(
     num_batches_tracked: int = 0,
     grad_output: np.ndarray | None = None,
     running_var_estimator: RunningVar = "unbiased",
+    running_average: RunningAverage = "plain",
 ) -> Step:
     """One batch-normalization call, exactly (see the module docstring)."""
     ax = check_arguments(
@@ -93,7 +94,8 @@ def step(
         new_mean, new_var, count = _f64(running_mean), _f64(running_var), num_batches_tracked
         if training and tracked and m > 0:  # BN-RUN-6: only training steps; BN-EMPTY-1: not empty ones
             new_mean, new_var, count = running.update(
-                new_mean, new_var, num_batches_tracked, n.mean, n.var, m, momentum, running_var_estimator
+                new_mean, new_var, num_batches_tracked, n.mean, n.var, m, momentum, running_var_estimator,
+                running_average,
             )
         dx = dw = db = None
         if grad_output is not None:

@@ -56,7 +56,7 @@ class MultiStep(Check):
                 # The tolerance is charged in the backend's state dtype, at the exact chain's values.
                 tol_case = replace(ref_case, running_mean=want_state[0].astype(case.running_mean.dtype),
                                    running_var=want_state[1].astype(case.running_var.dtype))
-                tol = tolerances(tol_case, want, estimator=ctx.estimator)
+                tol = tolerances(tol_case, want, estimator=ctx.estimator, average=ctx.average)
                 alpha = ref_case.momentum if ref_case.momentum is not None else 1.0 / (want_state[2] + 1)
                 err = StatError((1 - alpha) * err.mean + tol["running_mean"], (1 - alpha) * err.var + tol["running_var"])
                 want_state = (want.running_mean, want.running_var, want.num_batches_tracked)
@@ -67,7 +67,7 @@ class MultiStep(Check):
                     verdict = verdict.merge(fail(f"num_batches_tracked = {out.num_batches_tracked!r} after "
                                                  f"{k + 1} steps, expected {k + 1}"))
             else:
-                tol = tolerances(ref_case, want, stat_error=err, estimator=ctx.estimator)
+                tol = tolerances(ref_case, want, stat_error=err, estimator=ctx.estimator, average=ctx.average)
                 verdict = compare("y", out.y, want.y, tol["y"])
             if not verdict.ok:
                 verdict.message = f"after {k + 1} of {steps} training steps + eval: {verdict.message}"
