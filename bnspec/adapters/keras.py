@@ -22,7 +22,7 @@ import numpy as np
 
 from ..dtypes import dtype_name
 from ..errors import AdapterUnavailable
-from .contract import Capabilities, Case, Outcome
+from .contract import Capabilities, Case, Finding, Outcome
 
 HALF = ("float16", "bfloat16")
 
@@ -56,6 +56,20 @@ def loaded_backend() -> str | None:
         return str(keras.config.backend())
     except Exception:  # noqa: BLE001 - a half-imported keras: read what it would have read
         return os.environ.get("KERAS_BACKEND")
+
+# K6 and K7 (jax backend), found by the magnitude-extremes cases: the derivative of rsqrt underflows float32 for
+# very large spreads, and XLA flushes subnormal results to zero on CPU. Triggers are drawn cases.
+K6 = Finding(
+    id="K6", summary="jax backend: float32 training gradients through the variance are lost for spreads above about "
+                     "1e12 (the derivative of rsqrt(var + eps) underflows float32) (BN-GRAD-1)",
+    clauses=("BN-GRAD-1", "BN-PREC-5"), outputs=("grad_input",),
+    trigger_check="grad-train", trigger=(("shape", (2, 1)), ("data", "huge"), ("grad", "normal"), ("seed", 2)),
+)
+K7 = Finding(
+    id="K7", summary="jax backend: XLA flushes float32 and bfloat16 subnormal results to zero on CPU (BN-PREC-3, BN-PREC-5)",
+    clauses=("BN-PREC-3", "BN-PREC-5"),
+    trigger_check="train-output", trigger=(("shape", (2, 1)), ("data", "tiny"), ("state", "fresh"), ("seed", 0)),
+)
 
 
 class _KerasAdapter:
@@ -131,7 +145,8 @@ class _KerasAdapter:
         return out
 
 
-def _capabilities(notes: str, deviations: tuple[tuple[str, str], ...] = (), float64: bool = True) -> Capabilities:
+def _capabilities(notes: str, deviations: tuple[tuple[str, str], ...] = (), float64: bool = True,
+                  findings: tuple[Finding, ...] = ()) -> Capabilities:
     return Capabilities(
         dtypes=("float16", "float32") + (("float64",) if float64 else ()) + ("bfloat16",),
         channel_axes=(1, -1),
@@ -145,6 +160,7 @@ def _capabilities(notes: str, deviations: tuple[tuple[str, str], ...] = (), floa
         notes="keras.layers.BatchNormalization(axis, momentum=1-alpha, epsilon, center, scale, dtype policy), "
               "called with training=True/False; " + notes,
         known_deviations=_DEVIATIONS + deviations,
+        findings=findings,
     )
 
 
@@ -154,7 +170,8 @@ class KerasJaxAdapter(_KerasAdapter):
     name = "keras-jax"
     backend = "jax"
     capabilities = _capabilities(
-        "JAX backend (default jax config); gradients by jax.vjp over Layer.stateless_call. " + _NO_FLOAT64, float64=False)
+        "JAX backend (default jax config); gradients by jax.vjp over Layer.stateless_call. " + _NO_FLOAT64, float64=False,
+        findings=(K6, K7))
 
     def forward(self, layer: Any, x: Any, case: Case) -> tuple[Any, tuple[Any, Any, Any] | None]:
         import jax

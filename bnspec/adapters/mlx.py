@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..dtypes import bfloat16, dtype_name
-from .contract import Capabilities, Case, Outcome
+from .contract import Capabilities, Case, Finding, Outcome
 
 # Findings M1-M3 of spec/conventions.md, section 4.
 _DEVIATIONS = (
@@ -26,6 +26,16 @@ _DEVIATIONS = (
     ("arg-shape", "M5: weight, bias and running statistics are broadcast against the input, never checked: "
                   "a weight of length 2 for 1 channel widens y to 2 columns, a running_var of length 1 serves 2 "
                   "channels (BN-ARG-2)"),
+)
+
+# M6: a float32 spread above about 1e15 loses dx's path through the variance (mx.vjp's derivative of rsqrt
+# underflows float32); its trigger is a drawn magnitude-extremes case.
+M6 = Finding(
+    id="M6", summary="float32 training gradients through the variance are lost for very large spreads: the "
+                     "derivative of rsqrt(var + eps) underflows float32 (BN-GRAD-1)",
+    clauses=("BN-GRAD-1", "BN-PREC-5"), outputs=("grad_input",),
+    trigger_check="grad-train",
+    trigger=(("shape", (2, 1)), ("axis", -1), ("data", "huge"), ("grad", "normal"), ("seed", 2)),
 )
 
 
@@ -66,6 +76,7 @@ class MlxAdapter:
         notes="mlx.nn.BatchNorm: channel-last, ranks 2-4 (NC, NLC, NHWC); .train()/.eval(); gradients by "
               "mlx.core.vjp; no counter and no momentum=None; MLX's default device (CPU with mlx[cpu])",
         known_deviations=_DEVIATIONS,
+        findings=(M6,),
     )
 
     @classmethod
