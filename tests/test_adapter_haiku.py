@@ -24,9 +24,9 @@ def _step(n: int) -> tuple[np.ndarray, int]:
     return out.running_mean, out.num_batches_tracked
 
 
-def test_h2_the_state_is_built_from_the_step_count_and_debiased():
-    """Finding H2: from n = 0 the first step stores the batch mean (1.0, not 0.55); after many steps the
-    debiasing vanishes and the update is the spec's 0.9 * 0.5 + 0.1 * 1 = 0.55."""
+def test_the_state_is_built_from_the_step_count_and_debiased():
+    """Profile debiased-running-average: from n = 0 the first step stores the batch mean (1.0, not 0.55);
+    after many steps the debiasing vanishes and the update is BN-RUN-1's 0.9 * 0.5 + 0.1 * 1 = 0.55."""
     mean, counter = _step(0)
     assert mean.tolist() == [1.0] and counter == 1
     mean, _ = _step(1000)
@@ -39,3 +39,11 @@ def test_h1_one_pass_variance_goes_negative():
     out = load("haiku").run(Case(x=x, axis=-1, running_mean=np.zeros(2, np.float32),
                                  running_var=np.ones(2, np.float32)))
     assert np.isnan(out.y).all()
+
+
+def test_h2_decay_one_makes_the_statistics_nan():
+    """Finding H2: alpha 0 is decay_rate 1, and the debiasing divides by 1 - 1^n = 0."""
+    out = load("haiku").run(Case(x=np.array([[0.0], [2.0]], np.float32), momentum=0.0,
+                                 running_mean=np.zeros(1, np.float32), running_var=np.ones(1, np.float32),
+                                 num_batches_tracked=2))
+    assert np.isnan(out.running_mean).all() and np.isnan(out.running_var).all()
