@@ -598,8 +598,8 @@ class MlxCompileAdapter(MlxAdapter):
 # -- tinygrad: TinyJit ----------------------------------------------------------------------------------
 
 GJ1 = Finding(id="GJ1", summary="TinyJit replays return the running statistics (and counter) of the capture call: "
-                               "the layer's assign() to its state tensors is not replayed with the new inputs, while "
-                               "y is", clauses=("BN-RUN-1", "BN-RUN-2", "BN-RUN-4"),
+                               "the layer's assign() to its state tensors, and state returned as it came in (eval), "
+                               "are not replayed with the new inputs, while y is", clauses=("BN-RUN-1", "BN-RUN-2", "BN-RUN-4"),
               outputs=("running_mean", "running_var", "num_batches_tracked"))
 
 
@@ -615,8 +615,8 @@ class TinygradJitAdapter(TinygradAdapter):
     name = "tinygrad-jit"
     capabilities = _first_order_only(TinygradAdapter.capabilities, findings=(GJ1,), known_deviations=(
         TinygradAdapter.capabilities.known_deviations + tuple((check, GJ1.describe()) for check in (
-            "running-momentum", "running-counter", "scenario-multistep", "special-constant", "dtype-half",
-            "dtype-half-params", "layout-channel-last"))), notes="TinyJit of a step around nn.BatchNorm and "
+            "running-momentum", "running-counter", "eval-no-update", "scenario-multistep", "special-constant",
+            "dtype-half", "dtype-half-params", "layout-channel-last", "arg-non-floating", "io-unmutated"))), notes="TinyJit of a step around nn.BatchNorm and "
                            "Tensor.gradient, reported on the third (replayed) call; " + TinygradAdapter.capabilities.notes)
 
     def __init__(self) -> None:
