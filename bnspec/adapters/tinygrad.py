@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..dtypes import bfloat16, dtype_name
-from .contract import Capabilities, Case, Outcome
+from .contract import Capabilities, Case, Finding, Outcome
 
 # Findings G1-G3 of spec/conventions.md, section 4.
 _DEVIATIONS = (
@@ -37,6 +37,15 @@ _DEVIATIONS = (
                   "them against the batch statistics (length 2 for 1 channel becomes 2 entries), in eval "
                   "running_var is reshaped with -1 (length 1 serves every channel, length 0 gives an empty y) "
                   "(BN-ARG-2)"),
+)
+
+# G7: a float32 spread of about 1e15 loses dx's path through the variance (the derivative of rsqrt underflows
+# float32); its trigger is the drawn magnitude-extremes case it was found with.
+G7 = Finding(
+    id="G7", summary="float32 training gradients through the variance are lost for very large spreads: the "
+                     "derivative of rsqrt(var + eps) underflows float32 (BN-GRAD-1)",
+    clauses=("BN-GRAD-1", "BN-PREC-5"), outputs=("grad_input",),
+    trigger_check="grad-train", trigger=(("shape", (2, 2)), ("data", "huge"), ("grad", "normal"), ("seed", 2)),
 )
 
 
@@ -79,6 +88,7 @@ class TinygradAdapter:
               "overrides); no momentum=None, so no cumulative average; no bfloat16 (clang 14 rejects __bf16 on "
               "the CPU device, the PYTHON device fails UOp verification)",
         known_deviations=_DEVIATIONS,
+        findings=(G7,),
     )
 
     def __init__(self) -> None:
