@@ -212,7 +212,7 @@ class TfFusedXlaAdapter(TfFusedAdapter):
         "tf.function(jit_compile=True) around tf.compat.v1.nn.fused_batch_norm and its tf.GradientTape "
         "gradient (XLA's lowering of FusedBatchNormV3, CPU); higher-order derivatives not claimed; "
         + TfFusedAdapter.capabilities.notes,
-        known_deviations=tuple(d for d in TfFusedAdapter.capabilities.known_deviations if d[0] != "arg-shape") + (
+        known_deviations=TfFusedAdapter.capabilities.known_deviations + (
             ("eval-output", "FX2: XLA's CPU code flushes results below the float32 normal range to zero (y = 0 where "
                             "the exact value is -1.17e-38), as TensorFlow's eager CPU kernels do not (BN-EVAL-1, "
                             "BN-PREC-3)"),) + tuple((check, _FX1 + what) for check, what in (
