@@ -35,13 +35,14 @@ BROKEN = {  # variant -> the one check that must catch it (and the clause it bre
     hi.ForwardOverReverseFrozen: ("jvp-over-vjp", "BN-GRAD-6"),
     hi.SecondOrderCurvatureDropped: ("jvp-over-jvp", "BN-GRAD-6"),
     hi.ThirdOrderFrozen: ("order3-right-or-raised", "BN-GRAD-7"),
+    hi.ReverseThirdOrderFrozen: ("order3-reverse-right-or-raised", "BN-GRAD-7"),
 }
 
 
 def test_checks_follow_the_gradient_checks():
     names = [c.name for c in CHECKS]
     assert GRAD2_CHECKS == ["jvp-train", "jvp-eval", "grad2-train", "grad2-eval", "jvp-over-vjp", "jvp-over-jvp",
-                            "order3-right-or-raised"]
+                            "order3-right-or-raised", "order3-reverse-right-or-raised"]
     assert names.index("jvp-train") == names.index("grad-affine-off") + 1
 
 

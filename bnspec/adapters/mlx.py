@@ -16,6 +16,8 @@ import numpy as np
 
 from ..dtypes import bfloat16, dtype_name
 from .contract import Capabilities, Case, Finding, Outcome
+from .jax_derivatives import directions_of
+from .mlx_derivatives import MODES, derivatives
 
 # Findings M1-M3 of spec/conventions.md, section 4.
 _DEVIATIONS = (
@@ -37,6 +39,9 @@ M6 = Finding(
     trigger_check="grad-train",
     trigger=(("shape", (2, 1)), ("axis", -1), ("data", "huge"), ("grad", "normal"), ("seed", 2)),
 )
+
+# Findings on derivatives beyond the first (spec/conventions.md, section 4); filled in from measured runs.
+_HIGHER_DEVIATIONS: tuple[tuple[str, str], ...] = ()
 
 
 def _to_mlx(a: np.ndarray | None) -> Any:
@@ -75,8 +80,10 @@ class MlxAdapter:
         stats_dtypes=("float32",),
         notes="mlx.nn.BatchNorm: channel-last, ranks 2-4 (NC, NLC, NHWC); .train()/.eval(); gradients by "
               "mlx.core.vjp; no counter and no momentum=None; MLX's default device (CPU with mlx[cpu])",
-        known_deviations=_DEVIATIONS,
+        known_deviations=_DEVIATIONS + _HIGHER_DEVIATIONS,
         findings=(M6,),
+        derivatives=MODES,
+        max_order=3,
     )
 
     @classmethod
@@ -99,6 +106,10 @@ class MlxAdapter:
             if wb:
                 bn.weight, bn.bias = wb
             return bn(x)
+
+        if case.derivative is not None:  # BN-GRAD-4..7 (weight and bias come together: Recipe draws both)
+            primals, dirs, dy, tdy = directions_of(case, _to_mlx)
+            return derivatives(case, forward, primals, dirs, dy, tdy, _to_numpy)
 
         out = Outcome()
         if case.grad_output is None:

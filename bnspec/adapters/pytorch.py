@@ -34,8 +34,18 @@ T2 = Finding(id="T2", summary="nn.BatchNorm adds 1 to num_batches_tracked before
              clauses=("BN-EMPTY-1", "BN-RUN-4"), outputs=("num_batches_tracked",),
              trigger_check="empty-batch", trigger=(("shape", (0, 3)),))
 
-# Findings on derivatives beyond the first (spec/conventions.md, Findings); each still runs.
-_HIGHER_DEVIATIONS: tuple[tuple[str, str], ...] = ()
+# Findings on derivatives beyond the first (spec/conventions.md, section 4, TH1-TH2); each still runs.
+_TH1 = ("TH1: nested forward mode (torch.func.jvp of jvp) in training differentiates batch_norm's JVP rule with "
+        "the saved mean and inverse deviation as constants: the second and higher directional derivatives are wrong "
+        "(pytorch#196699) ")
+_HIGHER_DEVIATIONS: tuple[tuple[str, str], ...] = (
+    ("jvp-over-jvp", _TH1 + "(BN-GRAD-6)"),
+    ("order3-right-or-raised", _TH1 + "(BN-GRAD-7)"),
+    ("order3-reverse-right-or-raised",
+     "TH2: nested reverse mode in training differentiates the fused double backward with the saved statistics as "
+     "constants: any derivative that differentiates it again (the third derivative of a loss; J t of a VJP "
+     "from order 2) is wrong, and nothing is raised (pytorch#186256) (BN-GRAD-7)"),
+)
 
 
 def to_torch(a: np.ndarray | None, device: str) -> Any:

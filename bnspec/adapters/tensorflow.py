@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from .contract import Capabilities, Case, Finding, Outcome
+from .jax_derivatives import directions_of
+from .tensorflow_derivatives import MODES, derivatives
 
 # Findings recorded in spec/conventions.md (section 4, TensorFlow); each check still runs and is reported.
 _DEVIATIONS = (
@@ -37,6 +39,8 @@ F6 = Finding(
     trigger_check="eval-output",
     trigger=(("shape", (16, 1, 8, 8)), ("training", False), ("data", "tiny"), ("state", "fresh"), ("seed", 0)),
 )
+# Findings on derivatives beyond the first (spec/conventions.md, section 4); filled in from measured runs.
+_HIGHER_DEVIATIONS: tuple[tuple[str, str], ...] = ()
 
 _FORMATS = {(4, 1): "NCHW", (4, 3): "NHWC", (5, 1): "NCDHW", (5, 4): "NDHWC"}
 
@@ -70,8 +74,10 @@ class TfFusedAdapter:
         half_params=False,
         notes="tf.compat.v1.nn.fused_batch_norm (FusedBatchNormV3) on the CPU; exponential_avg_factor = momentum; "
               "data_format NC(D)HW / N(D)HWC; rank 4 and 5 only; float32 scale, offset and statistics",
-        known_deviations=_DEVIATIONS,
+        known_deviations=_DEVIATIONS + _HIGHER_DEVIATIONS,
         findings=(F6,),
+        derivatives=MODES,
+        max_order=3,
     )
 
     def __init__(self) -> None:
@@ -84,8 +90,22 @@ class TfFusedAdapter:
     def unavailable_reason(cls) -> str | None:
         return None
 
+    def function(self, case: Case) -> Any:
+        """The op as ``f(x, scale, offset) -> y`` (the statistics it returns are dropped)."""
+        fmt = _FORMATS.get((case.x.ndim, case.channel_axis), "NHWC")
+        mean, var = _to_tf(case.running_mean), _to_tf(case.running_var)
+
+        def f(x: Any, scale: Any, offset: Any) -> Any:
+            return self._tf.compat.v1.nn.fused_batch_norm(
+                x, scale, offset, mean=mean, variance=var, epsilon=case.eps, data_format=fmt,
+                is_training=case.training, exponential_avg_factor=case.momentum)[0]
+
+        return f
+
     def run(self, case: Case) -> Outcome:
         tf = self._tf
+        if case.derivative is not None:  # BN-GRAD-4..7
+            return derivatives(case, self.function(case), *directions_of(case, _to_tf))
         fmt = _FORMATS.get((case.x.ndim, case.channel_axis), "NHWC")
         x, scale, offset = _to_tf(case.x), _to_tf(case.weight), _to_tf(case.bias)
         with tf.GradientTape() as tape:

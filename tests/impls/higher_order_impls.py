@@ -20,7 +20,7 @@ import numpy as np
 
 from bnspec.adapters.contract import Case, Outcome
 
-MODES = ("jvp", "jvp-of-vjp", "vjp-of-vjp")
+MODES = ("jvp", "vjp-nested", "jvp-of-vjp", "vjp-of-vjp")
 MAX_ORDER = 3
 
 
@@ -162,7 +162,7 @@ def derivatives(impl: object, case: Case, ax: int, out: Outcome, frozen: Frozen 
     def cast(a: np.ndarray, like: np.ndarray | None) -> np.ndarray | None:
         return None if like is None else np.asarray(a).reshape(like.shape).astype(like.dtype)
 
-    if mode == "jvp":
+    if mode in ("jvp", "vjp-nested"):  # one Taylor computation serves either route
         k = int(case.order)
         if k > MAX_ORDER:
             raise NotImplementedError(f"order={k}: these implementations stop at order {MAX_ORDER} (BN-GRAD-7)")
@@ -227,6 +227,14 @@ class ThirdOrderFrozen(Frozen):
 
     def inv_std(self, r: Jet, mode: str, order: int) -> Jet:
         return r.drop(3) if mode == "jvp" and order == 3 else r
+
+
+class ReverseThirdOrderFrozen(Frozen):
+    """Nested reverse mode differentiates a double-backward rule whose saved statistics carry no
+    history: at order 3 the third-order term of 1/s is missing (forward mode is right)."""
+
+    def inv_std(self, r: Jet, mode: str, order: int) -> Jet:
+        return r.drop(3) if mode == "vjp-nested" and order == 3 else r
 
 
 class JvpEvalThroughBatch(Frozen):

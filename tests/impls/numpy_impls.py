@@ -24,7 +24,7 @@ import numpy as np
 from bnspec.adapters.contract import Capabilities, Case, Outcome
 
 CAPABILITIES = Capabilities(dtypes=("float32", "float64"), channel_axes=(1, -1), notes="tests/impls: plain NumPy",
-                            derivatives=("jvp", "jvp-of-vjp", "vjp-of-vjp"), max_order=3)  # higher_order_impls.py
+                            derivatives=("jvp", "vjp-nested", "jvp-of-vjp", "vjp-of-vjp"), max_order=3)  # higher_order_impls.py
 PER_CHANNEL = ("weight", "bias", "running_mean", "running_var")
 
 

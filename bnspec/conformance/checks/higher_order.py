@@ -29,7 +29,7 @@ _PRIMAL = {"y_dot": "x", "grad_input_dot": "x", "grad2_input": "x", "grad2_outpu
 
 
 def directions(case: Case, seed: int, mode: str, order: int = 1) -> Case:
-    """``case`` with tangents (``jvp``, ``jvp-of-vjp``) or cotangents (``vjp-of-vjp``) drawn from
+    """``case`` with tangents (``jvp``, ``vjp-nested``, ``jvp-of-vjp``) or cotangents (``vjp-of-vjp``) drawn from
     ``seed``, each in its primal's shape and dtype."""
     rng = np.random.default_rng(seed)
 
@@ -40,7 +40,7 @@ def directions(case: Case, seed: int, mode: str, order: int = 1) -> Case:
         return replace(case, cotangent_input=like(case.x), cotangent_weight=like(case.weight),
                        cotangent_bias=like(case.bias))
     changes: dict[str, Any] = dict(tangent_x=like(case.x), tangent_weight=like(case.weight),
-                                   tangent_bias=like(case.bias), order=order)
+                                   tangent_bias=like(case.bias), order=order, by_reverse=mode == "vjp-nested")
     if mode == "jvp-of-vjp":
         changes["tangent_grad_output"] = like(case.grad_output)
     return replace(case, **changes)
@@ -190,3 +190,11 @@ class Order3RightOrRaised(_HigherCheck):
         if error is not None:  # a refusal conforms (BN-GRAD-7)
             return Verdict(ok=True, message=f"refused: {describe_error(error)}")
         return super().judge(case, outcome, error, ctx)
+
+
+class Order3ReverseRightOrRaised(Order3RightOrRaised):
+    """The third directional derivative of y by nested reverse mode alone is right, or the call raises."""
+
+    name = "order3-reverse-right-or-raised"
+    mode = "vjp-nested"
+    fixed = (Recipe(shape=(4, 3), seed=48),)
