@@ -1,4 +1,4 @@
-"""The compiled, jitted and exported forms (``bnspec/adapters/compiled.py``, issue 16): each is registered
+"""The compiled, jitted and exported forms (``bnspec/adapters/compiled/``, issue 16): each is registered
 beside its eager twin, runs one step as its twin maps it, and shows the findings its conventions entry
 states (``spec/conventions.md``, section 4, "Compiled, jitted and exported forms"). Default runs are
 checked for the forms cheap enough for CI (the compilers' forms take minutes on 2 cores; their default
@@ -81,7 +81,7 @@ def test_default_optimizations_break_float16_training_with_initializers():
 def test_exported_onnx_forms_hold_the_state_in_initializers_and_match_the_one_node_model(name):
     """BN-RUN-1, BN-RUN-2 (biased-running-var), BN-EVAL-1: the exported forms give the plain operator's
     results bit for bit, in training (with the running outputs consumed or dangling) and in eval."""
-    from bnspec.adapters.compiled import exported_model
+    from bnspec.adapters.compiled.onnx_forms import exported_model
 
     x = np.random.default_rng(3).standard_normal((6, 3, 2)).astype(np.float32)
     for training in (True, False):
