@@ -38,7 +38,8 @@ def budget_text(budget: float | None) -> str:
 
 def header(report: RunReport) -> str:
     caps = report.capabilities
-    profiles = ", ".join(profiles_of(caps.get("running_var", "unbiased"), caps.get("dtype_rule", "input"))) or "none"
+    profiles = ", ".join(profiles_of(caps.get("running_var", "unbiased"), caps.get("dtype_rule", "input"),
+                                     caps.get("running_average", "plain"))) or "none"
     examples = (f"{report.examples} examples per check" if report.examples else
                 "0 examples: only the fixed cases ran, nothing was drawn")
     return f"bnspec: adapter {report.adapter} ({report.target}); seed {report.seed}; {examples}; profiles: {profiles}"
