@@ -353,7 +353,9 @@ def derivatives(
         raise InvalidArgument("cotangents and a tangent of dy need grad_output", "BN-GRAD-5")
     rows = to_rows(x, ax)
     batch = training or running_mean is None
-    as_rows = (lambda a: None if a is None else to_rows(a, ax))
+    def as_rows(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else to_rows(a, ax)
+
     dy_rows = as_rows(grad_output)
     with np.errstate(all="ignore"):
         p = primals(rows, batch=batch, eps=float(eps), weight=weight, bias=bias, running_mean=running_mean,
