@@ -34,8 +34,8 @@ def report_path(out_dir: Path, target: str) -> Path:
 
 
 def reusable(target: str, out_dir: Path, seed: int, examples: int) -> Column | None:
-    """The column of a complete report already in ``out_dir/reports`` from the same seed, examples and
-    bnspec version (``bnspec matrix --resume``), or None."""
+    """The column of a complete report already in ``out_dir/reports`` from the same seed, examples,
+    bnspec version and list of checks (``bnspec matrix --resume``), or None."""
     from .. import __version__
 
     path = report_path(out_dir, target)
@@ -45,7 +45,7 @@ def reusable(target: str, out_dir: Path, seed: int, examples: int) -> Column | N
         return None
     same = (report.get("seed"), report.get("examples"), report.get("complete"),
             report.get("environment", {}).get("bnspec")) == (seed, examples, True, __version__)
-    if not same:
+    if not same or [c.get("name") for c in report.get("checks", [])] != [c.name for c in CHECKS]:
         return None
     return Column(target, exit_code=None, report=report, checks={c["name"]: c for c in report["checks"]})
 
