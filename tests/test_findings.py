@@ -44,3 +44,11 @@ def test_a_finding_does_not_hide_another_departure_in_the_same_check():
     by = {r.name: r.status for r in report.results}
     assert by == {"running-momentum": "deviation", "arg-momentum-range": "fail"}
     assert report.verdict == "DOES NOT CONFORM"
+
+
+def test_older_declarations_count_by_the_finding_id_their_reason_starts_with():
+    """Two checks declared with the same "ID: reason" are one known finding in the verdict."""
+    from bnspec.conformance.runner import finding_id
+
+    assert finding_id("T5: the CPU kernels round") == "T5" and finding_id("GJ1: replays") == "GJ1"
+    assert finding_id("PyTorch does not validate momentum") == "" and finding_id("Known: x") == ""

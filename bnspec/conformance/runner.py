@@ -196,8 +196,15 @@ def run_check(adapter: Adapter, check: Check, examples: int, run_seed: int, targ
         seconds=seconds,
         note=note,
         detail=fault.detail if fault is not None else "",
+        finding=finding_id(deviation) if deviation else "",
         **base,
     )
+
+
+def finding_id(reason: str) -> str:
+    """The finding ID a declared reason starts with (``"T5: the CPU kernels..."`` -> ``"T5"``), or ""."""
+    head = reason.split(":", 1)[0].strip()
+    return head if 1 < len(head) <= 5 and head[0].isupper() and head[1:].isalnum() and any(ch.isdigit() for ch in head) else ""
 
 
 def run(adapter: Adapter, *, target: str | None = None, examples: int = DEFAULT_EXAMPLES, run_seed: int = 0,
