@@ -213,30 +213,25 @@ class FlaxNnxAdapter(FlaxLinenAdapter):
     capabilities = replace(
         FlaxLinenAdapter.capabilities,
         notes="flax.nnx.BatchNorm (.train()/.eval(), gradients by nnx.vjp); " + _NOTES,
-        known_deviations=_NNX_DEVIATIONS,
+        known_deviations=_NNX_DEVIATIONS + _HIGHER,
         findings=(X4,),
-        derivatives=(),
-        derivative_gaps=tuple((m, "not wired for nnx yet: setting a Param inside a JAX transform raises "
-                                  "TraceContextError; linen covers the same layer code (issue 15)")
-                              for m in MODES),
     )
 
     def function(self, case: Case) -> Any:
-        """The layer as a pure ``f(x, *params) -> y``: a fresh module merged from its split state per call."""
+        """The layer as a pure ``f(x, *params) -> y``: a module built inside each call (nnx refuses to set a
+        Param created outside the transform: TraceContextError)."""
         from flax import nnx
 
-        bn = nnx.BatchNorm(case.channels, rngs=nnx.Rngs(0), **layer_options(case))
-        bn.mean.set_value(_to_jax(case.running_mean))
-        bn.var.set_value(_to_jax(case.running_var))
-        bn.train() if case.training else bn.eval()
-        graphdef, state = nnx.split(bn)
         names = [k for k, v in (("scale", case.weight), ("bias", case.bias)) if v is not None]
 
         def f(x: Any, *params: Any) -> Any:
-            m = nnx.merge(graphdef, state)
+            bn = nnx.BatchNorm(case.channels, rngs=nnx.Rngs(0), **layer_options(case))
+            bn.mean.set_value(_to_jax(case.running_mean))
+            bn.var.set_value(_to_jax(case.running_var))
+            bn.train() if case.training else bn.eval()
             for name, value in zip(names, params):
-                getattr(m, name).set_value(value)
-            return m(x)
+                getattr(bn, name).set_value(value)
+            return bn(x)
 
         return f
 
