@@ -16,6 +16,9 @@ from ..adapters.contract import Case
 from ..dtypes import dtype_name
 
 _LITERAL_LIMIT = 64
+# Outputs of the higher-order checks, whose exact values come from tolerance_higher.expected_higher.
+HIGHER = ("y_dot", "grad_input_dot", "grad_weight_dot", "grad_bias_dot", "grad2_input", "grad2_weight", "grad2_bias",
+          "grad2_output")
 
 
 def array_source(a: np.ndarray) -> str:
@@ -106,9 +109,11 @@ def reproducer(target: str, subject: Any, output: str | None = None, index: list
                           "        want_state = (want.running_mean, want.running_var, want.num_batches_tracked)",
                           "    else:",
                           f"        print('eval: y{at}', got.y{at}, 'expected', want.y{at})"]) + "\n"
-    lines = [*head, case_source(case), "", f"adapter = bnspec.load({target!r})",
-             "want = expected(case, Context(adapter.capabilities))  # exact, float64",
-             "got = adapter.run(case)"]
+    exact = "want = expected(case, Context(adapter.capabilities))  # exact, float64"
+    if output in HIGHER:  # forward mode and double backward (BN-GRAD-4..7)
+        head.append("from bnspec.conformance.tolerance_higher import expected_higher")
+        exact = "want = expected_higher(case)  # exact, float64"
+    lines = [*head, case_source(case), "", f"adapter = bnspec.load({target!r})", exact, "got = adapter.run(case)"]
     if output:
         lines.append(f"print({output + at!r}, getattr(got, {output!r}){at}, 'expected', getattr(want, {output!r}){at})")
     else:

@@ -101,11 +101,15 @@ def run_check(adapter: Adapter, check: Check, examples: int, run_seed: int, targ
     explained: tuple[Any, Verdict, Finding] | None = None  # the first failure a declared finding explains
     current: Any = None  # the case being run, for a fault's report
 
+    said: list[str] = []  # what a passing verdict says (a correct refusal of an order not offered)
+
     def attempt(subject: Any) -> Verdict:
         nonlocal worst, count, failing, explained, current
         current = subject
         v = check.evaluate(adapter.run, subject, ctx)
         count += 1
+        if v.ok and v.message and v.message not in said:
+            said.append(v.message)
         worst = Verdict(worst.ok, max(worst.budget, v.budget if v.ok else 0.0))
         if not v.ok and v.judged:
             finding = caps.finding_for(governing(check, v.worst.get("output")), v.worst.get("output"))
@@ -176,6 +180,7 @@ def run_check(adapter: Adapter, check: Check, examples: int, run_seed: int, targ
         elif caps.deviation(check.name):
             note = (f"declared as a known deviation, not seen in these cases; with no trigger case declared, "
                     f"staleness is not decided ({caps.deviation(check.name)})")
+        note = "; ".join(filter(None, [note, *said[:2]]))
         return CheckResult(status=status, examples=count, budget=worst.budget if count else None,
                            seconds=seconds, note=note, finding=",".join(f.id for f in stale), **base)
     subject, verdict = failing
