@@ -72,7 +72,7 @@ def test_eval_normalizes_with_the_running_statistics_and_returns_them_unchanged(
 def test_onnxruntime_has_no_bfloat16_kernel():
     """BN-DTYPE-1: why the onnxruntime adapter does not claim bfloat16."""
     pytest.importorskip("onnxruntime")
-    from bnspec.dtypes import has_bfloat16
+    from bnspec.dtypes import bfloat16, has_bfloat16
 
     if not has_bfloat16():
         pytest.skip("ml_dtypes is not installed")
