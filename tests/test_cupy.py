@@ -482,8 +482,9 @@ def test_conformance_run_on_the_emulated_kernels(chunk_bytes):
     chunks of 256 bytes (several launches for most channel-first cases): every check it can take passes."""
     report = run(EmulatedCupyAdapter(chunk_bytes=chunk_bytes), run_seed=0)
     assert report.ok, [(r.name, r.message) for r in report.results if r.failed]
-    # Only the SYNC checks (several replicas; this is one device) are outside its capabilities.
-    assert all(r.area == "SYNC" for r in report.results if r.status == "unsupported")
+    # Only the SYNC checks (several replicas; this is one device) and the GRAD2 ones (its kernels
+    # compute first-order gradients only) are outside its capabilities.
+    assert {r.area for r in report.results if r.status == "unsupported"} <= {"SYNC", "GRAD2"}
 
 
 @pytest.mark.slow
