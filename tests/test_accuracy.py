@@ -88,3 +88,14 @@ def test_help_states_the_bounds():
     accuracy.add_parser(parser.add_subparsers(dest="command"))
     text = parser._subparsers._group_actions[0].choices["accuracy"].format_help()  # type: ignore[union-attr]
     assert "--budget" in text and "2^24" in text and "GB" in text
+
+
+def test_plots_are_written_with_both_bounds_when_matplotlib_is_there(tmp_path):
+    """The figures a reader looks at: one per dtype and sweep, PNG, with the MUST and SHOULD lines."""
+    pytest.importorskip("matplotlib", reason="the plots need matplotlib (pip install 'bnspec[plot]')")
+    result = accuracy.sweep(["reference"], budget=30, max_log2_m=8, dtypes=("float64",), progress=False)
+    written = accuracy.plots(result, tmp_path)
+    names = sorted(p.name for p in written)
+    assert names == ["error-vs-kappa-float64.png", "error-vs-m-float64.png"], names
+    for p in written:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
