@@ -93,6 +93,11 @@ class FlaxSyncAdapter:
                f"(XLA_FLAGS {_FLAG}={max(REPLICAS)}); unequal shards padded and masked (mask=); "
                "parameter gradients summed over the replicas' copies; otherwise as flax-linen"),
         known_deviations=_DEVIATIONS,
+        derivatives=(), max_order=1,  # the replicas run first-order autodiff only
+        derivative_gaps=(("jvp", "the synchronized adapter runs first-order gradients over the replicas only"),
+                         ("vjp-nested", "the synchronized adapter runs first-order gradients over the replicas only"),
+                         ("jvp-of-vjp", "the synchronized adapter runs first-order gradients over the replicas only"),
+                         ("vjp-of-vjp", "the synchronized adapter runs first-order gradients over the replicas only")),
     )
 
     @classmethod
