@@ -38,6 +38,16 @@ _DEVIATIONS: tuple[tuple[str, str], ...] = (
 
 _K4 = ("K4: the torch backend's moments() compute the variance one-pass, E[x^2] - E[x]^2 without clamping, "
        "which loses precision whenever the mean is not small against the spread (BN-TRAIN-2); ")
+# K8: Keras takes the decay d = 1 - alpha and blends with (1 - d); the complement carries d's rounding error
+# (1 - 0.99 = 0.010000000000000009), which a fresh layer (running mean 0) shows whole in float64.
+K8 = Finding(id="K8", summary="the running statistics are blended with 1 - decay, which carries the decay's rounding "
+                              "error: float64, momentum 0.01, running mean 0 gives 0.0036331371259602386 for "
+                              "0.003633137125960235 (4 ulps, 1.25x BN-PREC-4)",
+             clauses=("BN-RUN-1", "BN-RUN-2", "BN-PREC-4"), outputs=("running_mean", "running_var"))
+# K9: on the TensorFlow backend the layer runs TensorFlow's CPU kernels, which flush subnormals (as F6).
+K9 = Finding(id="K9", summary="tensorflow backend: float32 subnormal inputs and results are flushed to zero on the CPU, "
+                              "as TensorFlow's own kernels (F6)",
+             clauses=("BN-PREC-3", "BN-PREC-5", "BN-PREC-7"), outputs=("y", "grad_input", "grad_weight", "grad_bias"))
 # One root cause in every output computed from the batch variance: declared once, with its minimal case
 # (a float32 channel at 1e4 with spread 1: negative variance, NaN output; spec/conventions.md) as trigger.
 K4 = Finding(id="K4", summary=_K4.split(": ", 1)[1].rstrip("; "),
@@ -166,7 +176,7 @@ def _capabilities(notes: str, deviations: tuple[tuple[str, str], ...] = (), floa
         notes="keras.layers.BatchNormalization(axis, momentum=1-alpha, epsilon, center, scale, dtype policy), "
               "called with training=True/False; " + notes,
         known_deviations=_DEVIATIONS + deviations,
-        findings=findings,
+        findings=findings + (K8,),
     )
 
 
@@ -236,7 +246,7 @@ class KerasTensorflowAdapter(_KerasAdapter):
 
     name = "keras-tensorflow"
     backend = "tensorflow"
-    capabilities = _capabilities("TensorFlow backend; gradients by tf.GradientTape")
+    capabilities = _capabilities("TensorFlow backend; gradients by tf.GradientTape", findings=(K9,))
 
     def __init__(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ log lines on every error

@@ -70,6 +70,8 @@ def triggers(check: Check, caps: Any) -> list[Any]:
 def governing(check: Check, output: str | None) -> tuple[str, ...]:
     """The clauses a failure of ``output`` in ``check`` may be attributed to: the check's own, and the
     clauses that govern that output wherever it fails (``contract.GOVERNING``)."""
+    if check.level == "SHOULD":  # a quality shortfall is a finding only when declared against the SHOULD itself
+        return check.clauses
     return tuple(dict.fromkeys([*GOVERNING.get(output or "", ()), *check.clauses]))
 
 
