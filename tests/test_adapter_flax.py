@@ -17,7 +17,9 @@ ADAPTERS = ("flax-linen", "flax-nnx")
 
 @pytest.mark.parametrize("name", ADAPTERS)
 def test_default_run_conforms_with_known_deviations(name, tmp_path):
-    status = {c["name"]: c["status"] for c in assert_conforms(name, tmp_path)["checks"]}
+    # X5 (dtype-output) shows only on the draws with half-precision or float64 state: at 8 examples it may pass.
+    draw_dependent = frozenset({"dtype-output"}) if name == "flax-linen" else frozenset()
+    status = {c["name"]: c["status"] for c in assert_conforms(name, tmp_path, draw_dependent=draw_dependent)["checks"]}
     assert status["running-cumulative"] == "unsupported" and status["running-untracked"] == "unsupported"
 
 

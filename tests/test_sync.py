@@ -327,9 +327,10 @@ def test_flax_sync_default_run_conforms_with_known_deviations(tmp_path):
 
 @pytest.mark.skipif(not _have("keras", "tensorflow"), reason="keras and tensorflow are not installed")
 def test_keras_sync_default_run_conforms_with_known_deviations(tmp_path):
-    # K6's precision loss shows only on some draws; at three examples these five pass.
+    # KS1's precision loss shows only on some draws; at three examples these may pass.
     report = assert_conforms("keras-sync", tmp_path, examples=3, draw_dependent=frozenset({
-        "train-affine-off", "train-batch-stats", "scenario-multistep", "sync-unequal-shards", "sync-empty-shard"}))
+        "train-affine-off", "train-batch-stats", "scenario-multistep", "sync-unequal-shards", "sync-empty-shard",
+        "running-momentum", "grad-affine-off"}))
     status = {c["name"]: c["status"] for c in report["checks"]}
     assert status["sync-merge-by-count"] == "profile" and status["sync-replicas-agree"] == "profile"
 
