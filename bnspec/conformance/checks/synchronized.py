@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from ...adapters.contract import Capabilities, Case, Outcome
 from ...reference.sync import split as split_rows
-from ..cases import Recipe, Space, dtypes_unsupported, recipes, supported_dtypes, vary
+from ..cases import Recipe, Space, dtypes_unsupported, recipes, vary
 from ..check import (
     ALL,
     Check,
