@@ -203,6 +203,14 @@ class RefusalCheck(Check):
         """``case`` made valid: the parameter this check breaks, set right."""
         raise NotImplementedError
 
+    def evaluate(self, run: Any, case: Case, ctx: Context) -> Verdict:
+        """A refusal goes to ``refused``; an answer to ``judge`` (which says what accepting means)."""
+        try:
+            outcome = run(case)
+        except Exception as exc:  # noqa: BLE001 - the backend's exception is the subject under test
+            return self.refused(run, case, exc, ctx)
+        return self.judge(case, outcome, None, ctx)
+
     def refused(self, run: Any, case: Case, error: BaseException, ctx: Context) -> Verdict:
         """The verdict on a refusal: state untouched, and the valid twin accepted."""
         state = state_of(error)

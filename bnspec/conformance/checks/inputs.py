@@ -45,15 +45,6 @@ class EmptyBatch(RefusalCheck):
              Recipe(shape=(0, 3, 5), momentum=None, num_batches_tracked=2, seed=22),
              Recipe(shape=(0, 4, 4, 2), axis=-1, seed=23))
 
-    def evaluate(self, run: Any, case: Case, ctx: Context) -> Verdict:
-        try:
-            outcome, error = run(case), None
-        except Exception as exc:  # noqa: BLE001 - the backend's exception is the subject under test
-            outcome, error = None, exc
-        if error is not None:
-            return self.refused(run, case, error, ctx)
-        return self.judge(case, outcome, None, ctx)
-
     def twin(self, case: Case) -> Case:
         """Two rows of data in place of none."""
         shape = (2, *case.x.shape[1:])

@@ -21,15 +21,6 @@ class _MustRaise(RefusalCheck):
 
     what: ClassVar[str] = ""
 
-    def evaluate(self, run: Any, case: Case, ctx: Context) -> Verdict:
-        try:
-            outcome, error = run(case), None
-        except Exception as exc:  # noqa: BLE001 - the backend's exception is the subject under test
-            outcome, error = None, exc
-        if error is not None:
-            return self.refused(run, case, error, ctx)
-        return self.judge(case, outcome, None, ctx)
-
     def judge(self, case: Case, outcome: Outcome | None, error: BaseException | None, ctx: Context) -> Verdict:
         return fail(f"accepted {self.what} without raising ({self.detail(case)})")
 
