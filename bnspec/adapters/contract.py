@@ -16,6 +16,8 @@ import numpy as np
 
 from ..dtypes import dtype_name
 
+# The modes of derivatives beyond the first (BN-GRAD-4..7) a case can ask for (``Case.derivative``).
+DERIVATIVE_MODES = ("jvp", "vjp-nested", "jvp-of-vjp", "vjp-of-vjp")
 
 @dataclass(frozen=True, eq=False)
 class Case:

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .contract import Case, Outcome
+from .contract import DERIVATIVE_MODES, Case, Outcome
 
-MODES = ("jvp", "vjp-nested", "jvp-of-vjp", "vjp-of-vjp")
+MODES = DERIVATIVE_MODES
 
 
 def _transposed_vjp(f: Callable[..., Any], tangents: tuple[Any, ...]) -> Callable[..., Any]:

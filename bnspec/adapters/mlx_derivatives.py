@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .contract import Case, Outcome
+from .contract import DERIVATIVE_MODES, Case, Outcome
 
-MODES = ("jvp", "vjp-nested", "jvp-of-vjp", "vjp-of-vjp")
+MODES = DERIVATIVE_MODES
 
 
 def derivatives(case: Case, f: Callable[..., Any], primals: list[Any], directions: list[Any],

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..dtypes import bfloat16, dtype_name
 from .contract import Capabilities, Case, Finding, Outcome, with_state
-from .pytorch_derivatives import MODES, derivatives
+from .pytorch_derivatives import MODES, derivatives, inputs_of
 
 # Findings recorded in spec/conventions.md ("Findings"); each still runs and is reported.
 _DEVIATIONS = (
@@ -177,19 +177,7 @@ class TorchAdapter:
 
     def run_derivatives(self, case: Case) -> Outcome:
         """BN-GRAD-4..7 through ``pytorch_derivatives``: forward mode by ``torch.func``, reverse by autograd."""
-        as_t = (lambda a: to_torch(a, self.device))  # noqa: E731
-        present = [("weight", case.weight), ("bias", case.bias)]
-        primals = [as_t(case.x)] + [as_t(v) for _, v in present if v is not None]
-        if case.derivative == "vjp-of-vjp":
-            dirs = [case.cotangent_input, case.cotangent_weight, case.cotangent_bias]
-        else:
-            dirs = [case.tangent_x, case.tangent_weight, case.tangent_bias]
-        tangents = [as_t(dirs[0])] + [as_t(t if t is not None else np.zeros_like(v))
-                                      for (_, v), t in zip(present, dirs[1:]) if v is not None]
-        extra = {"dy": as_t(case.grad_output), "tdy": as_t(case.tangent_grad_output)}
-        if extra["tdy"] is None and case.grad_output is not None:
-            extra["tdy"] = as_t(np.zeros_like(case.grad_output))
-        return derivatives(case, self.function(case), primals, tangents, extra, to_numpy)
+        return derivatives(case, self.function(case), *inputs_of(case, lambda a: to_torch(a, self.device)), to_numpy)
 
 
 class TorchFunctionalAdapter(TorchAdapter):

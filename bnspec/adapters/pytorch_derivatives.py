@@ -18,9 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .contract import Case, Outcome
+import numpy as np
 
-MODES = ("jvp", "vjp-nested", "jvp-of-vjp", "vjp-of-vjp")
+from .contract import DERIVATIVE_MODES, Case, Outcome
+
+MODES = DERIVATIVE_MODES
 
 
 def derivatives(case: Case, f: Callable[..., Any], primals: list[Any], tangents: list[Any],
@@ -63,6 +65,23 @@ def derivatives(case: Case, f: Callable[..., Any], primals: list[Any], tangents:
         out.grad2_input, out.grad2_output = to_numpy(got["x"]), to_numpy(got["dy"])
         out.grad2_weight, out.grad2_bias = to_numpy(got.get("weight")), to_numpy(got.get("bias"))
     return out
+
+
+def inputs_of(case: Case, as_tensor: Callable[[Any], Any]) -> tuple[list[Any], list[Any], dict[str, Any]]:
+    """``(primals, tangents, extra)`` of a case as tensors made by ``as_tensor`` (absent directions: zeros);
+    the tangents are the case's cotangents for ``vjp-of-vjp``."""
+    present = [v for v in (case.weight, case.bias) if v is not None]
+    primals = [as_tensor(case.x)] + [as_tensor(v) for v in present]
+    if case.derivative == "vjp-of-vjp":
+        dirs = [case.cotangent_input, case.cotangent_weight, case.cotangent_bias]
+    else:
+        dirs = [case.tangent_x, case.tangent_weight, case.tangent_bias]
+    params = [(v, t) for v, t in zip((case.weight, case.bias), dirs[1:]) if v is not None]
+    tangents = [as_tensor(dirs[0])] + [as_tensor(t if t is not None else np.zeros_like(v)) for v, t in params]
+    extra = {"dy": as_tensor(case.grad_output), "tdy": as_tensor(case.tangent_grad_output)}
+    if extra["tdy"] is None and case.grad_output is not None:
+        extra["tdy"] = as_tensor(np.zeros_like(case.grad_output))
+    return primals, tangents, extra
 
 
 def _transposed_vjp(f: Callable[..., Any], tangents: list[Any]) -> Callable[..., Any]:

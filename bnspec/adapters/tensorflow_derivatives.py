@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .contract import Case, Outcome
+from .contract import DERIVATIVE_MODES, Case, Outcome
 
-MODES = ("jvp", "vjp-nested", "jvp-of-vjp", "vjp-of-vjp")
+MODES = DERIVATIVE_MODES
 
 
 def _jvp(f: Callable[..., Any], tangents: list[Any]) -> Callable[..., Any]:

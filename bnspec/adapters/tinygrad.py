@@ -48,6 +48,16 @@ G7 = Finding(
     trigger_check="grad-train", trigger=(("shape", (2, 2)), ("data", "huge"), ("grad", "normal"), ("seed", 2)),
 )
 
+# GH1: nn.BatchNorm.calc_stats centres x on batch_mean.detach() before squaring ("d(var)/d(mean) = 0"): true of the
+# first derivative only, so double backward and higher orders in training lose the mean's path through the variance.
+# With the detach removed, the GRAD2 checks tinygrad can run all pass.
+GH1 = Finding(
+    id="GH1", summary="nn.BatchNorm detaches the batch mean inside the variance: first derivatives are right, "
+                      "second and higher derivatives in training drop the mean's path through the variance",
+    clauses=("BN-GRAD-5", "BN-GRAD-6", "BN-GRAD-7", "BN-PREC-8"),
+    trigger_check="grad2-train", trigger=(("shape", (3, 1)), ("grad", "normal"), ("seed", 0)),
+)
+
 
 def _device() -> str:
     return os.environ.get("BNSPEC_TINYGRAD_DEV") or ("CPU" if shutil.which("clang") else "PYTHON")
@@ -88,7 +98,12 @@ class TinygradAdapter:
               "overrides); no momentum=None, so no cumulative average; no bfloat16 (clang 14 rejects __bf16 on "
               "the CPU device, the PYTHON device fails UOp verification)",
         known_deviations=_DEVIATIONS,
-        findings=(G7,),
+        findings=(G7, GH1),
+        derivatives=("vjp-nested", "vjp-of-vjp"),
+        max_order=3,
+        derivative_gaps=tuple((mode, f"tinygrad has no forward-mode automatic differentiation: Tensor.gradient is "
+                                     f"reverse mode only, so {what} cannot be formed") for mode, what in (
+            ("jvp", "a JVP"), ("jvp-of-vjp", "forward over reverse"))),
     )
 
     def __init__(self) -> None:
@@ -102,10 +117,67 @@ class TinygradAdapter:
     def unavailable_reason(cls) -> str | None:
         return None
 
+    def function(self, case: Case) -> Any:
+        """The layer as ``f(x, *params) -> y``; ``params`` are weight and bias when the case is affine."""
+        from tinygrad import Tensor, dtypes, nn
+        from tinygrad.helpers import Context
+
+        def f(x: Any, *params: Any) -> Any:
+            bn = nn.BatchNorm(case.channels, eps=case.eps, affine=case.affine, track_running_stats=case.tracked,
+                              momentum=case.momentum)
+            if case.affine:
+                bn.weight, bn.bias = params
+            if case.tracked:  # fresh state per call: the update must not leak into the next derivative
+                bn.running_mean, bn.running_var = _to_tiny(case.running_mean), _to_tiny(case.running_var)
+                bn.num_batches_tracked = Tensor.full((), case.num_batches_tracked, dtype=dtypes.long)
+            with Context(TRAINING=int(case.training)):
+                return bn(x)
+
+        return f
+
+    def run_derivatives(self, case: Case) -> Outcome:
+        """BN-GRAD-5 and -7 by reverse mode only: ``Tensor.gradient`` of a ``Tensor.gradient`` (double
+        backward), and ``J t`` as the VJP of a VJP (``d<J^T u, t>/du``), nested ``order`` times."""
+        from tinygrad import Tensor
+
+        f = self.function(case)
+        params = (case.weight, case.bias) if case.affine else ()
+        primals = [_to_tiny(a) for a in (case.x, *params)]
+        out = Outcome()
+        if case.derivative == "vjp-nested":
+            tangents = [case.tangent_x] + ([case.tangent_weight, case.tangent_bias] if case.affine else [])
+            tangents = [_to_tiny(t if t is not None else np.zeros_like(p)) for t, p in zip(tangents, (case.x, *params))]
+
+            def transposed(g: Any) -> Any:
+                def h(*p: Any) -> Any:
+                    y = g(*p)
+                    u = Tensor.zeros(*y.shape, dtype=y.dtype).contiguous().realize()  # a buffer, not a folded constant
+                    s = sum(((a * t).sum() for a, t in zip(y.gradient(*p, gradient=u), tangents)), Tensor(0.0))
+                    return s.gradient(u)[0]
+
+                return h
+
+            g = f
+            for _ in range(int(case.order)):
+                g = transposed(g)
+            out.y_dot = _to_numpy(g(*primals).realize())
+        else:  # "vjp-of-vjp"
+            cots = [case.cotangent_input] + ([case.cotangent_weight, case.cotangent_bias] if case.affine else [])
+            cots = [_to_tiny(c if c is not None else np.zeros_like(p)) for c, p in zip(cots, (case.x, *params))]
+            dy = _to_tiny(case.grad_output)
+            first = f(*primals).gradient(*primals, gradient=dy)
+            second = sum((a * c).sum() for a, c in zip(first, cots)).gradient(*primals, dy)
+            out.grad2_input, out.grad2_output = _to_numpy(second[0]), _to_numpy(second[-1])
+            if case.affine:
+                out.grad2_weight, out.grad2_bias = _to_numpy(second[1]), _to_numpy(second[2])
+        return out
+
     def run(self, case: Case) -> Outcome:
         from tinygrad import Tensor, dtypes, nn
         from tinygrad.helpers import Context
 
+        if case.derivative is not None:  # BN-GRAD-5, -7 (reverse mode only)
+            return self.run_derivatives(case)
         want_grad = case.grad_output is not None
         bn = nn.BatchNorm(case.channels, eps=case.eps, affine=case.affine, track_running_stats=case.tracked,
                           momentum=case.momentum)

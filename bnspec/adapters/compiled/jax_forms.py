@@ -11,6 +11,7 @@ from ..flax import _to_jax as _jax
 from ..flax import _to_numpy as _jax_numpy
 from ..keras import KerasJaxAdapter, KerasTensorflowAdapter
 from ._common import _first_order_only
+from .tf_forms import FX3
 
 # -- JAX: Flax linen under jax.jit -------------------------------------------------------------------
 
@@ -161,7 +162,8 @@ class KerasTensorflowXlaAdapter(_KerasCompiled, KerasTensorflowAdapter):
 
     name = "keras-tensorflow-xla"
     capabilities = _first_order_only(KerasTensorflowAdapter.capabilities, "tf.function(jit_compile=True) around the "
-                           "layer call and its tf.GradientTape gradient; " + KerasTensorflowAdapter.capabilities.notes)
+                           "layer call and its tf.GradientTape gradient; " + KerasTensorflowAdapter.capabilities.notes,
+                           findings=KerasTensorflowAdapter.capabilities.findings + (FX3,))
 
     def compile_step(self, layer: Any, training: bool, grad: bool) -> Any:
         import tensorflow as tf

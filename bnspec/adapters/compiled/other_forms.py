@@ -8,7 +8,7 @@ from typing import Any
 from ..contract import Case, Finding, Outcome
 from ..mlx import MlxAdapter, _to_mlx
 from ..mlx import _to_numpy as _mlx_numpy
-from ..tinygrad import TinygradAdapter, _to_tiny
+from ..tinygrad import G7, TinygradAdapter, _to_tiny
 from ..tinygrad import _to_numpy as _tiny_numpy
 from ._common import _first_order_only
 
@@ -90,7 +90,7 @@ class TinygradJitAdapter(TinygradAdapter):
     """
 
     name = "tinygrad-jit"
-    capabilities = _first_order_only(TinygradAdapter.capabilities, findings=(GJ1,), known_deviations=(
+    capabilities = _first_order_only(TinygradAdapter.capabilities, findings=(GJ1, G7), known_deviations=(
         TinygradAdapter.capabilities.known_deviations + tuple((check, GJ1.describe()) for check in (
             "running-momentum", "running-counter", "eval-no-update", "scenario-multistep", "special-constant",
             "dtype-half", "dtype-half-params", "layout-channel-last", "arg-non-floating", "io-unmutated"))), notes="TinyJit of a step around nn.BatchNorm and "

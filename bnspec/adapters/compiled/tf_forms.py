@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from typing import Any
 
-from ..contract import Capabilities, Case, Outcome
+from ..contract import DERIVATIVE_MODES, Capabilities, Case, Finding, Outcome
+from ..jax_derivatives import directions_of
 from ..tensorflow import _FORMATS as _TF_FORMATS
 from ..tensorflow import TfFusedAdapter, _to_tf
 from ..tensorflow import _to_numpy as _tf_numpy
+from ..tensorflow_derivatives import derivatives
 from ._common import _first_order_only
 
 # -- TensorFlow: the kernels under XLA -------------------------------------------------------------
@@ -17,6 +18,17 @@ from ._common import _first_order_only
 _FX1 = ("FX1: XLA lowers FusedBatchNormV3 through its batch-norm expander, which takes the batch variance one-pass, "
         "E[x^2] - E[x]^2, unclamped: a float32 channel at 1e4 with spread 1 gets variance -27.8 and NaN output "
         "(BN-TRAIN-2; tensorflow#118701); ")
+
+
+# FX3: under XLA the derivative of rsqrt(var + eps) underflows float32 for very large spreads (eager TensorFlow keeps
+# it), so dx loses its path through the variance; the mechanism of Flax's X10 and Keras's K6. Trigger: the drawn
+# magnitude-extremes case (m = 2, x = [-3.8e14, -7.7e14]) that showed it, 66% of dx's scale off.
+FX3 = Finding(
+    id="FX3", summary="under XLA, float32 gradients through the variance are lost for spreads above about 1e12: the "
+                      "derivative of rsqrt(var + eps) underflows float32 (eager TensorFlow is right) (BN-GRAD-1)",
+    clauses=("BN-GRAD-1", "BN-PREC-5"), outputs=("grad_input",),
+    trigger_check="grad-train", trigger=(("shape", (2, 1)), ("data", "huge"), ("grad", "normal"), ("seed", 2)),
+)
 
 
 class TfFusedXlaAdapter(TfFusedAdapter):
@@ -79,6 +91,15 @@ class TfFusedXlaAdapter(TfFusedAdapter):
 _TN1 = ("TN1: tf.nn.batch_normalization computes x * inv + (beta - mean * inv) with inv = gamma * rsqrt(var + eps), "
         "not (x - mean) * inv + beta: where |mean| is large against |x - mean| the two products cancel, and results "
         "below the float32 normal range come back as 0 (BN-TRAIN-1, BN-EVAL-1, BN-PREC-3; tensorflow#117318)")
+# TN4: tf.nn.moments takes the variance as mean((x - stop_gradient(mean))^2) (tensorflow/python/ops/nn_impl.py). The
+# mean's path through the variance has derivative 2 mean(x - mean) = 0, so first derivatives are right; its derivative
+# is not 0, so second and higher derivatives lose the term. Minimal case in spec/conventions.md.
+TN4 = Finding(
+    id="TN4", summary="tf.nn.moments stops the gradient of the mean inside the variance: first derivatives are right, "
+                      "second and higher derivatives in training drop the mean's path through the variance",
+    clauses=("BN-GRAD-5", "BN-GRAD-6", "BN-GRAD-7", "BN-PREC-8"),
+    trigger_check="grad2-train", trigger=(("shape", (3, 1)), ("grad", "normal"), ("seed", 0)),
+)
 _TN2 = ("TN2: a float16/bfloat16 x is normalized in the half dtype (batch_normalization does not promote; moments "
         "promotes float16 only) (BN-DTYPE-2)")
 
@@ -105,7 +126,8 @@ class TfNnAdapter:
         running_var="biased",
         notes="tf.nn.moments(x, all axes but the channel) and tf.nn.batch_normalization(x, mean, var, beta, gamma, eps); "
               "running update (1 - alpha) * running + alpha * batch with the biased variance; parameters and state in "
-              "the input's dtype; gradients by tf.GradientTape; eager",
+              "the input's dtype; gradients by tf.GradientTape (higher orders: tf.GradientTape nested and "
+              "tf.autodiff.ForwardAccumulator); eager",
         known_deviations=tuple((check, _TN1) for check in (
             "train-output", "train-affine-off", "train-batch-stats", "eval-output", "eval-untracked",
             "layout-channel-last", "special-nonfinite", "special-constant", "grad-train")) + tuple(
@@ -117,6 +139,9 @@ class TfNnAdapter:
                 ("arg-negative-eps", "a negative epsilon is accepted (BN-ARG-4)"),
                 ("arg-momentum-range", "a momentum outside [0, 1] is accepted (BN-ARG-5)"),
                 ("empty-batch", "an empty batch turns the running statistics into NaN (BN-EMPTY-1)"))),
+        findings=(TN4,),
+        derivatives=DERIVATIVE_MODES,
+        max_order=3,
     )
 
     def __init__(self) -> None:
@@ -164,8 +189,28 @@ class TfNnAdapter:
         self._fns[key] = tf.function(step, jit_compile=True) if self.jit else step
         return self._fns[key]
 
+    def function(self, case: Case) -> Any:
+        """The composite as ``f(x, *params) -> y``, ``params`` the case's weight and bias (those present)."""
+        tf = self._tf
+        axes = [d for d in range(case.x.ndim) if d != case.channel_axis]
+        shape = [1] * case.x.ndim
+        shape[case.channel_axis] = -1
+        names = [n for n, v in (("weight", case.weight), ("bias", case.bias)) if v is not None]
+        rm, rv = _to_tf(case.running_mean), _to_tf(case.running_var)
+        batch = case.training or not case.tracked
+
+        def f(x: Any, *params: Any) -> Any:
+            p = {n: tf.reshape(v, shape) for n, v in zip(names, params)}
+            mean, var = tf.nn.moments(x, axes=axes) if batch else (rm, rv)
+            return tf.nn.batch_normalization(x, tf.reshape(mean, shape), tf.reshape(var, shape), p.get("bias"),
+                                             p.get("weight"), case.eps)
+
+        return f
+
     def run(self, case: Case) -> Outcome:
         tf = self._tf
+        if case.derivative is not None:  # BN-GRAD-4..7, eagerly (the XLA form claims none)
+            return derivatives(case, self.function(case), *directions_of(case, _to_tf))
         x = _to_tf(case.x)
         params = [_to_tf(case.weight), _to_tf(case.bias)]
         rm, rv = _to_tf(case.running_mean), _to_tf(case.running_var)
@@ -180,7 +225,10 @@ class TfNnAdapter:
 class TfNnXlaAdapter(TfNnAdapter):
     name = "tf-nn-xla"
     jit = True
-    capabilities = replace(TfNnAdapter.capabilities,
-                           notes=TfNnAdapter.capabilities.notes.replace("; eager", "; inside tf.function(jit_compile=True) (XLA, CPU)"))
+    capabilities = _first_order_only(
+        TfNnAdapter.capabilities,
+        TfNnAdapter.capabilities.notes.replace("; eager", "; inside tf.function(jit_compile=True) (XLA, CPU); "
+                                                          "higher-order derivatives not claimed"),
+        findings=(FX3,))
 
 
