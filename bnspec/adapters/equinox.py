@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .contract import Capabilities, Case, Finding, Outcome
+from .contract import DERIVATIVE_MODES, Capabilities, Case, Finding, Outcome
 from .flax import X10, X11
 
 E1 = Finding(
@@ -85,12 +85,17 @@ def _with_vjp(bn: Any, state: Any, inference: bool, x: Any, w: Any, b: Any, dy: 
     return y, new_state, vjp_fn(dy)
 
 
+
+# Derivatives beyond the first (BN-GRAD-4..7), for each mode: why this adapter does not offer them.
+HIGHER_ORDER_GAPS = tuple((mode, "not wired: eqx.nn.BatchNorm is pure JAX, so jax.jvp and nested jax.vjp apply as in flax-linen; this adapter computes first derivatives only (its default run is kept under 60 s)") for mode in DERIVATIVE_MODES)
+
 class EquinoxAdapter:
     """``eqx.nn.BatchNorm(mode="batch")``: batch statistics in training, debiased averages in eval."""
 
     name = "equinox"
     mode = "batch"
     capabilities = Capabilities(
+        derivative_gaps=HIGHER_ORDER_GAPS,
         dtypes=("float32", "float64"),
         channel_axes=(1,),
         ranks=(2, 3, 4, 5),
@@ -170,6 +175,7 @@ class EquinoxEmaAdapter(EquinoxAdapter):
     name = "equinox-ema"
     mode = "ema"
     capabilities = Capabilities(
+        derivative_gaps=HIGHER_ORDER_GAPS,
         dtypes=("float32", "float64"),
         channel_axes=(1,),
         ranks=(2, 3, 4, 5),

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .contract import Capabilities, Case, Finding, Outcome
+from .contract import DERIVATIVE_MODES, Capabilities, Case, Finding, Outcome
 from .flax import X10, X11
 
 H1 = Finding(
@@ -57,11 +57,16 @@ def _to_numpy(a: Any) -> np.ndarray | None:
     return None if a is None else np.array(a, copy=True)
 
 
+
+# Derivatives beyond the first (BN-GRAD-4..7), for each mode: why this adapter does not offer them.
+HIGHER_ORDER_GAPS = tuple((mode, "not wired: hk.BatchNorm is pure JAX, so jax.jvp and nested jax.vjp apply as in flax-linen; this adapter computes first derivatives only (its default run is kept under 60 s)") for mode in DERIVATIVE_MODES)
+
 class HaikuAdapter:
     """``hk.BatchNorm(create_scale=False, create_offset=False, decay_rate=1 - alpha)``."""
 
     name = "haiku"
     capabilities = Capabilities(
+        derivative_gaps=HIGHER_ORDER_GAPS,
         dtypes=("float32", "float64"),
         channel_axes=(1, -1),
         ranks=(2, 3, 4, 5),

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .contract import Capabilities, Case, Finding, Outcome
+from .contract import DERIVATIVE_MODES, Capabilities, Case, Finding, Outcome
 
 _FORMATS = {(2, 1): "NC", (3, 1): "NCL", (4, 1): "NCHW", (5, 1): "NCDHW",
             (3, -1): "NLC", (4, -1): "NHWC", (5, -1): "NDHWC"}
@@ -67,11 +67,16 @@ def _tensor(a: np.ndarray, grad: bool = False) -> Any:
     return t
 
 
+
+# Derivatives beyond the first (BN-GRAD-4..7), for each mode: why this adapter does not offer them.
+HIGHER_ORDER_GAPS = tuple((mode, "not wired: paddle.grad(create_graph=True) gives double backward and paddle.incubate.autograd forward mode, but this adapter computes first derivatives only") for mode in DERIVATIVE_MODES)
+
 class PaddleAdapter:
     """``paddle.nn.BatchNorm{1D,2D,3D}`` with ``data_format`` for the channel axis."""
 
     name = "paddle"
     capabilities = Capabilities(
+        derivative_gaps=HIGHER_ORDER_GAPS,
         dtypes=("float32", "float64"),
         channel_axes=(1, -1),
         ranks=(2, 3, 4, 5),
