@@ -28,7 +28,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "m is capped at 2^24. Plots need matplotlib (pip install 'bnspec[plot]'); without it the table and "
             "JSON are written."),
     )
-    p.add_argument("targets", nargs="+", metavar="TARGET", help="adapter names (see 'bnspec list'), module:attr or path.py:attr")
+    p.add_argument("targets", nargs="+", metavar="TARGET",
+                   help="adapter names (see 'bnspec list'), module:attr or path.py:attr; 'all': every registered "
+                        "adapter usable here that runs single-replica training steps")
     p.add_argument("--out", metavar="DIR", default="accuracy-report",
                    help="folder for accuracy.md, accuracy.json and the plots (default: accuracy-report)")
     p.add_argument("--budget", type=float, default=DEFAULT_BUDGET, metavar="SECONDS",
@@ -41,7 +43,53 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                    help="limit for one case in the worker process (default: 120)")
     p.add_argument("--no-plots", action="store_true", help="write the table and JSON only")
+    p.add_argument("--by-group", action="store_true",
+                   help="one sweep and one set of plots per framework group (torch, tensorflow, keras, jax, onnx, "
+                        "other) in DIR/<group>/, with --budget for each, and a summary of all in DIR: readable "
+                        "figures for many targets, and only one group's worker processes alive at a time")
     return p
+
+
+# Plot groups of --by-group: the registry's families (conformance.differential.family), merged by the stack
+# beneath so that a figure holds a handful of lines.
+GROUPS = {"keras-jax": "keras", "keras-torch": "keras", "keras-tensorflow": "keras", "flax": "jax", "haiku": "jax",
+          "equinox": "jax", "onnx": "onnx", "openvino": "onnx", "tinygrad": "other", "mlx": "other", "paddle": "other",
+          "cupy": "other"}
+
+
+def group_of(target: str) -> str:
+    """The plot group of ``target`` (``GROUPS`` over its framework family; the family itself otherwise)."""
+    from ..conformance.differential import family
+
+    fam = family(target)
+    return GROUPS.get(fam, fam)
+
+
+def expand(targets: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """``targets`` with ``all`` replaced by every registered adapter usable here that a sweep can judge,
+    and ``[(name, why)]`` for the registered ones left out (not usable here, inference-only, synchronized)."""
+    if "all" not in targets:
+        return targets, []
+    import importlib
+
+    from ..adapters import BUILTIN, unavailable_reason
+
+    out, skipped = [t for t in targets if t != "all"], []
+    for name, entry in BUILTIN.items():
+        if name == "reference" or name in out:
+            continue
+        try:  # the class's declared capabilities: nothing is instantiated (a backend is imported by its worker)
+            why = unavailable_reason(name)
+            module, attr = entry.target.split(":")
+            caps = None if why else getattr(importlib.import_module(module), attr).capabilities
+        except Exception as exc:  # noqa: BLE001 - a broken install is a reason too
+            why, caps = f"{type(exc).__name__}: {exc}", None
+        if caps is not None and not caps.training:
+            why = "inference only: the sweep runs training steps"
+        elif caps is not None and caps.replicas:
+            why = "synchronized batch norm: the sweep runs single-replica steps"
+        (skipped.append((name, why)) if why else out.append(name))
+    return out, skipped
 
 
 def command(args: argparse.Namespace) -> int:
@@ -49,16 +97,44 @@ def command(args: argparse.Namespace) -> int:
     target could be loaded."""
     from ..errors import BnspecError
 
-    try:
-        result = sweep(list(args.targets), budget=args.budget, max_log2_m=args.max_log2_m,
-                       dtypes=tuple(args.dtype) if args.dtype else None, seed=args.seed, timeout=args.timeout)
-    except BnspecError as exc:
-        print(f"bnspec accuracy: {exc}", file=sys.stderr)
-        return 2
+    targets, skipped = expand(list(args.targets))
+    for name, why in skipped:
+        print(f"bnspec accuracy: {name} left out: {why}", file=sys.stderr)
+    groups: dict[str, list[str]] = {}
+    for t in targets:
+        groups.setdefault(group_of(t) if args.by_group else "", []).append(t)
     out = Path(args.out)
+    merged: dict[str, Any] = {"summary": {}, "targets": {}, "groups": {}, "skipped": dict(skipped)}
+    for name, members in groups.items():
+        try:
+            result = sweep(members, budget=args.budget, max_log2_m=args.max_log2_m,
+                           dtypes=tuple(args.dtype) if args.dtype else None, seed=args.seed, timeout=args.timeout)
+        except BnspecError as exc:
+            print(f"bnspec accuracy: {exc}", file=sys.stderr)
+            return 2
+        _write(result, out / name if name else out, members, args)
+        merged["groups"][name] = {"targets": members, "largest_m": result["largest_m"], "seconds": result["seconds"]}
+        merged["summary"].update(result["summary"])
+        merged["targets"].update({t: {**info, "group": name} for t, info in result["targets"].items()})
+    if args.by_group:
+        merged.update(version=1, seed=args.seed, budget=args.budget, max_log2_m=args.max_log2_m)
+        (out / "accuracy.json").write_text(json.dumps(merged, indent=1, default=float) + "\n", encoding="utf-8")
+        md = [f"# Accuracy sweep by group: {', '.join(targets)}", "",
+              f"Seed {args.seed}, m up to 2^{args.max_log2_m}, budget {args.budget:g} s per group. One folder per "
+              "group, with its table, JSON and plots: " + ", ".join(f"[{g}]({g}/accuracy.md)" for g in groups) + ".",
+              "", table({"summary": merged["summary"]}, markdown=True).split("\n\n")[0], ""]
+        md += [f"- {n} left out: {why}" for n, why in skipped]
+        (out / "accuracy.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+        print(f"wrote {out / 'accuracy.md'}, {out / 'accuracy.json'} and one folder per group")
+    loaded = [t for t, info in merged["targets"].items() if "error" not in info]
+    return 0 if loaded else 2
+
+
+def _write(result: dict[str, Any], out: Path, targets: list[str], args: argparse.Namespace) -> None:
+    """``accuracy.json``, ``accuracy.md`` and the plots of one sweep in ``out``; the table on stdout."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "accuracy.json").write_text(json.dumps(result, indent=1, default=float) + "\n", encoding="utf-8")
-    md = [f"# Accuracy sweep: {', '.join(args.targets)}", "",
+    md = [f"# Accuracy sweep: {', '.join(targets)}", "",
           f"m up to {result['largest_m']} (budget {args.budget:g} s, {result['seconds']:g} s taken), seed {args.seed}. "
           "Cells: growth class of the error with m (its value at the largest m, in units of u times the natural "
           "scale). Budgets: the largest error over the whole sweep as a fraction of the MUST and of the SHOULD "
@@ -74,8 +150,6 @@ def command(args: argparse.Namespace) -> int:
     (out / "accuracy.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     print(table(result))
     print(f"wrote {out / 'accuracy.md'}, {out / 'accuracy.json'}" + (f" and {len(written)} plots" if written else ""))
-    loaded = [t for t, info in result["targets"].items() if "error" not in info]
-    return 0 if loaded else 2
 
 
 def main(argv: list[str] | None = None) -> int:

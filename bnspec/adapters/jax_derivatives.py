@@ -36,40 +36,53 @@ def _transposed_vjp(f: Callable[..., Any], tangents: tuple[Any, ...]) -> Callabl
 def derivatives(case: Case, f: Callable[..., Any], primals: list[Any], directions: list[Any],
                 dy: Any = None, tdy: Any = None) -> Outcome:
     """The higher-order outputs of ``case``; ``primals`` is ``[x, (weight), (bias)]`` (those present),
-    ``directions`` the tangents (or, for ``vjp-of-vjp``, the cotangents) in the same order."""
+    ``directions`` the tangents (or, for ``vjp-of-vjp``, the cotangents) in the same order.
+
+    The composed transform runs under one ``jax.jit``, as JAX users compose them: eagerly, every
+    primitive of a third-order derivative is dispatched (and compiled per shape) on its own, which
+    took minutes a run."""
     import jax
 
     mode, k = case.derivative, int(case.order)
     names = ["x"] + [n for n, v in (("weight", case.weight), ("bias", case.bias)) if v is not None]
-    tangents = tuple(directions)
+    got = jax.jit(lambda p, d, g, tg: _outputs(mode, k, names, f, p, tuple(d), g, tg))(list(primals), list(directions),
+                                                                                       dy, tdy)
     out = Outcome()
-    as_np = (lambda a: None if a is None else np.array(a, copy=True))  # noqa: E731
+    for field, value in got.items():
+        setattr(out, field, None if value is None else np.array(value, copy=True))
+    return out
+
+
+def _outputs(mode: str | None, k: int, names: list[str], f: Callable[..., Any], primals: list[Any],
+             tangents: tuple[Any, ...], dy: Any, tdy: Any) -> dict[str, Any]:
+    """``Outcome`` field -> array for ``mode`` at order ``k`` (traced under ``derivatives``' jit)."""
+    import jax
+
     if mode == "jvp":
         g = f
         for _ in range(k):
             g = (lambda inner: lambda *p: jax.jvp(inner, tuple(p), tangents)[1])(g)
-        out.y_dot = as_np(g(*primals))
-    elif mode == "vjp-nested":
+        return {"y_dot": g(*primals)}
+    if mode == "vjp-nested":
         g = f
         for _ in range(k):
             g = _transposed_vjp(g, tangents)
-        out.y_dot = as_np(g(*primals))
-    elif mode == "jvp-of-vjp":
+        return {"y_dot": g(*primals)}
+    if mode == "jvp-of-vjp":
         def grads(*p: Any) -> Any:
             return jax.vjp(f, *p[:-1])[1](p[-1])
 
         got = dict(zip(names, jax.jvp(grads, (*primals, dy), (*tangents, tdy))[1]))
-        out.grad_input_dot = as_np(got["x"])
-        out.grad_weight_dot, out.grad_bias_dot = as_np(got.get("weight")), as_np(got.get("bias"))
-    elif mode == "vjp-of-vjp":
+        return {"grad_input_dot": got["x"], "grad_weight_dot": got.get("weight"), "grad_bias_dot": got.get("bias")}
+    if mode == "vjp-of-vjp":
         def l2(*p: Any) -> Any:
             first = jax.vjp(f, *p[:-1])[1](p[-1])
             return sum((a * c).sum() for a, c in zip(first, tangents))
 
         got = dict(zip([*names, "dy"], jax.grad(l2, argnums=tuple(range(len(primals) + 1)))(*primals, dy)))
-        out.grad2_input, out.grad2_output = as_np(got["x"]), as_np(got["dy"])
-        out.grad2_weight, out.grad2_bias = as_np(got.get("weight")), as_np(got.get("bias"))
-    return out
+        return {"grad2_input": got["x"], "grad2_output": got["dy"], "grad2_weight": got.get("weight"),
+                "grad2_bias": got.get("bias")}
+    return {}
 
 
 def directions_of(case: Case, to_array: Callable[[Any], Any]) -> tuple[list[Any], list[Any], Any, Any]:

@@ -55,5 +55,6 @@ def accuracy_classes(out_dir: Path) -> dict[str, tuple[str, str]]:
     for target, summary in data.get("summary", {}).items():
         dtypes = data.get("targets", {}).get(target, {}).get("dtypes", ["float32"])
         dtype = "float32" if "float32" in dtypes else dtypes[0]
-        out[target] = (summary.get("class", "-"), f"accuracy/error-vs-m-{dtype}.png")
+        group = data.get("targets", {}).get(target, {}).get("group", "")  # bnspec accuracy --by-group
+        out[target] = (summary.get("class", "-"), f"accuracy/{group + '/' if group else ''}error-vs-m-{dtype}.png")
     return out
