@@ -99,3 +99,38 @@ def test_plots_are_written_with_both_bounds_when_matplotlib_is_there(tmp_path):
     assert names == ["error-vs-kappa-float64.png", "error-vs-m-float64.png"], names
     for p in written:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
+
+
+def test_all_expands_to_the_sweepable_registered_adapters_with_reasons_for_the_rest():
+    """'all' is every registered adapter usable here that runs single-replica training steps; the rest are
+    named with the reason (inference only, synchronized, not usable here); the reference is the judge."""
+    from bnspec.accuracy.cli import expand, group_of
+
+    targets, skipped = expand(["all"])
+    why = dict(skipped)
+    assert "reference" not in targets and "torch" in targets
+    if "openvino" in why:
+        assert why["openvino"].startswith("inference only")
+    if "flax-sync" in why:
+        assert why["flax-sync"].startswith("synchronized")
+    assert not set(targets) & set(why)
+    assert group_of("torch-compile") == "torch" and group_of("keras-torch") == "keras" and group_of("haiku") == "jax"
+    assert group_of("tests.impls.quality_impls:SequentialFloat32") == "other"
+    assert expand(["torch", "mlx"]) == (["torch", "mlx"], [])
+
+
+def test_by_group_writes_one_folder_per_group_and_links_the_matrix_to_it(tmp_path):
+    """--by-group: DIR/<group>/ holds each group's table, JSON and plots; DIR/accuracy.json merges the
+    summaries with each target's group, which the matrix's accuracy-class link follows."""
+    from bnspec.conformance.differential import accuracy_classes
+
+    seq = "tests.impls.quality_impls:SequentialFloat32"
+    args = argparse.Namespace(targets=["reference", seq], out=str(tmp_path / "accuracy"), budget=30.0, max_log2_m=6,
+                              dtype=["float32"], seed=0, timeout=60.0, no_plots=True, by_group=True)
+    assert accuracy.command(args) == 0
+    merged = json.loads((tmp_path / "accuracy" / "accuracy.json").read_text())
+    assert set(merged["groups"]) == {"reference", "other"}
+    assert merged["targets"][seq]["group"] == "other"
+    assert (tmp_path / "accuracy" / "other" / "accuracy.json").is_file()
+    assert "[other](other/accuracy.md)" in (tmp_path / "accuracy" / "accuracy.md").read_text()
+    assert accuracy_classes(tmp_path)[seq][1] == "accuracy/other/error-vs-m-float32.png"

@@ -58,9 +58,13 @@ GROUPS = {"keras-jax": "keras", "keras-torch": "keras", "keras-tensorflow": "ker
 
 
 def group_of(target: str) -> str:
-    """The plot group of ``target`` (``GROUPS`` over its framework family; the family itself otherwise)."""
+    """The plot group of ``target``: ``GROUPS`` over its framework family, else the family itself;
+    ``other`` for a target outside the registry (``module:attr``, ``path.py:attr``)."""
+    from ..adapters import BUILTIN
     from ..conformance.differential import family
 
+    if target not in BUILTIN:
+        return "other"
     fam = family(target)
     return GROUPS.get(fam, fam)
 
@@ -97,12 +101,13 @@ def command(args: argparse.Namespace) -> int:
     target could be loaded."""
     from ..errors import BnspecError
 
+    by_group = getattr(args, "by_group", False)
     targets, skipped = expand(list(args.targets))
     for name, why in skipped:
         print(f"bnspec accuracy: {name} left out: {why}", file=sys.stderr)
     groups: dict[str, list[str]] = {}
     for t in targets:
-        groups.setdefault(group_of(t) if args.by_group else "", []).append(t)
+        groups.setdefault(group_of(t) if by_group else "", []).append(t)
     out = Path(args.out)
     merged: dict[str, Any] = {"summary": {}, "targets": {}, "groups": {}, "skipped": dict(skipped)}
     for name, members in groups.items():
@@ -116,7 +121,7 @@ def command(args: argparse.Namespace) -> int:
         merged["groups"][name] = {"targets": members, "largest_m": result["largest_m"], "seconds": result["seconds"]}
         merged["summary"].update(result["summary"])
         merged["targets"].update({t: {**info, "group": name} for t, info in result["targets"].items()})
-    if args.by_group:
+    if by_group:
         merged.update(version=1, seed=args.seed, budget=args.budget, max_log2_m=args.max_log2_m)
         (out / "accuracy.json").write_text(json.dumps(merged, indent=1, default=float) + "\n", encoding="utf-8")
         md = [f"# Accuracy sweep by group: {', '.join(targets)}", "",
