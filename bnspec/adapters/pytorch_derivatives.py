@@ -18,9 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from .contract import DERIVATIVE_MODES, Case, Outcome
+from .jax_derivatives import directions_of
 
 MODES = DERIVATIVE_MODES
 
@@ -69,19 +68,9 @@ def derivatives(case: Case, f: Callable[..., Any], primals: list[Any], tangents:
 
 def inputs_of(case: Case, as_tensor: Callable[[Any], Any]) -> tuple[list[Any], list[Any], dict[str, Any]]:
     """``(primals, tangents, extra)`` of a case as tensors made by ``as_tensor`` (absent directions: zeros);
-    the tangents are the case's cotangents for ``vjp-of-vjp``."""
-    present = [v for v in (case.weight, case.bias) if v is not None]
-    primals = [as_tensor(case.x)] + [as_tensor(v) for v in present]
-    if case.derivative == "vjp-of-vjp":
-        dirs = [case.cotangent_input, case.cotangent_weight, case.cotangent_bias]
-    else:
-        dirs = [case.tangent_x, case.tangent_weight, case.tangent_bias]
-    params = [(v, t) for v, t in zip((case.weight, case.bias), dirs[1:]) if v is not None]
-    tangents = [as_tensor(dirs[0])] + [as_tensor(t if t is not None else np.zeros_like(v)) for v, t in params]
-    extra = {"dy": as_tensor(case.grad_output), "tdy": as_tensor(case.tangent_grad_output)}
-    if extra["tdy"] is None and case.grad_output is not None:
-        extra["tdy"] = as_tensor(np.zeros_like(case.grad_output))
-    return primals, tangents, extra
+    the tangents are the case's cotangents for ``vjp-of-vjp``; ``extra`` holds ``dy`` and ``tdy``."""
+    primals, tangents, dy, tdy = directions_of(case, as_tensor)
+    return primals, tangents, {"dy": dy, "tdy": tdy}
 
 
 def _transposed_vjp(f: Callable[..., Any], tangents: list[Any]) -> Callable[..., Any]:
