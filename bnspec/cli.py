@@ -87,6 +87,10 @@ def parser() -> argparse.ArgumentParser:
     matrix.add_argument("--examples", type=_count, help="hypothesis examples per check (default: run's default)")
     matrix.add_argument("--timeout", type=_seconds, default=1800.0, help="seconds per adapter (default: %(default)s)")
     matrix.add_argument("--strict", action="store_true", help="exit 1 unless every adapter plainly conforms")
+    matrix.add_argument("--jobs", type=_count, default=min(2, os.cpu_count() or 1), metavar="N",
+                        help="adapters run at a time, each in its own process (default: %(default)s, the CPUs up to "
+                             "2; each job may take a few GB of memory). Verdicts do not depend on it: a case that "
+                             "times out under load is retried alone")
     matrix.add_argument("--resume", action="store_true",
                         help="reuse each complete report already in DIR/reports from the same seed, examples and "
                              "bnspec version (an interrupted matrix goes on where it stopped; delete a report to "
@@ -209,6 +213,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     from .conformance import DEFAULT_EXAMPLES
     from .conformance.matrix import build
 
+    if args.jobs < 1:
+        print(f"bnspec matrix: argument --jobs: expected 1 or more, got {args.jobs}", file=sys.stderr)
+        return EXIT_USAGE
     examples = args.examples if args.examples is not None else DEFAULT_EXAMPLES
     skipped: list[tuple[str, str]] = []
     targets = list(args.targets)
@@ -233,7 +240,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     done: list[str] = []
 
     def start(target):  # type: ignore[no-untyped-def]
-        if sys.stderr.isatty():
+        if sys.stderr.isatty() and args.jobs == 1:
             print(f"  [{len(done) + 1}/{len(targets)}] {target}: running...", end="", file=sys.stderr, flush=True)
 
     def progress(target, col):  # type: ignore[no-untyped-def]
@@ -243,7 +250,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         print(f"  [{len(done)}/{len(targets)}] {target}: {status}", file=sys.stderr)
 
     columns, md = build(targets, Path(args.out), args.seed, examples, args.timeout, command, skipped, progress, start,
-                        resume=args.resume)
+                        resume=args.resume, jobs=args.jobs)
     print(f"wrote {md} and {md.with_suffix('.html').name} ({len(columns)} adapters; "
           f"not usable here: {', '.join(n for n, _ in skipped) or 'none'})")
     unloadable = [c.target for c in columns if c.report is None and c.exit_code == EXIT_USAGE]

@@ -132,3 +132,18 @@ def test_resume_reuses_complete_reports_of_the_same_run_and_reruns_the_rest(tmp_
     # Another example count is another run: the report is not reused.
     assert matrix("reference", "--examples", "3", "--out", str(tmp_path), "--resume").returncode == 0
     assert kept.stat().st_mtime_ns != stamp
+
+
+def test_jobs_run_adapters_side_by_side_with_the_same_table_in_the_same_order(tmp_path):
+    """--jobs 2 runs two adapter processes at a time; the columns keep the order given and every cell is
+    the one a single job writes (the verdicts depend on the seed, not on what runs beside them)."""
+    targets = ("tests/adapters/variants.py:NoMomentumCheck", "reference")
+    one = matrix(*targets, "--examples", "2", "--jobs", "1", "--out", str(tmp_path / "one"))
+    two = matrix(*targets, "--examples", "2", "--jobs", "2", "--out", str(tmp_path / "two"))
+    assert one.returncode == two.returncode == 1, two.stderr
+    md1, md2 = ((tmp_path / d / "conformance.md").read_text() for d in ("one", "two"))
+    body = (lambda md: md[md.index("| check |"):].split("\n\n")[0])  # noqa: E731 - the grid, not the timings
+    assert body(md1) == body(md2)
+    header = md2[md2.index("| check |"):].splitlines()[0]
+    assert header.index("NoMomentumCheck") < header.index("reference")
+    assert matrix("reference", "--jobs", "0", "--out", str(tmp_path / "z")).returncode == 2

@@ -175,19 +175,26 @@ def render(columns: Sequence[Column], seed: int, examples: int, command: str,
 def build(targets: Sequence[str], out_dir: Path, seed: int, examples: int, timeout: float, command: str,
           skipped: Sequence[tuple[str, str]] = (),
           progress: Callable[[str, Column], None] | None = None,
-          on_start: Callable[[str], None] | None = None, resume: bool = False) -> tuple[list[Column], Path]:
-    """Run every target and write ``out_dir/conformance.md`` and ``out_dir/conformance.html``;
-    return the columns and the Markdown's path."""
+          on_start: Callable[[str], None] | None = None, resume: bool = False,
+          jobs: int = 1) -> tuple[list[Column], Path]:
+    """Run every target (``jobs`` adapter processes at a time; the columns keep the order of
+    ``targets``) and write ``out_dir/conformance.md`` and ``out_dir/conformance.html``; return the
+    columns and the Markdown's path."""
+    from concurrent.futures import ThreadPoolExecutor
+
     (out_dir / "reports").mkdir(parents=True, exist_ok=True)
-    columns = []
-    for target in targets:
+
+    def one(target: str) -> Column:
         if on_start:
             on_start(target)
         col = (reusable(target, out_dir, seed, examples) if resume else None) or run_column(
             target, out_dir, seed, examples, timeout)
-        columns.append(col)
         if progress:
             progress(target, col)
+        return col
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # each column is a `bnspec run` subprocess
+        columns = list(pool.map(one, targets))
     md = out_dir / "conformance.md"
     accuracy = accuracy_classes(out_dir)
     write_atomic(md, render(columns, seed, examples, command, skipped, accuracy))
