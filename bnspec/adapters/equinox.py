@@ -87,7 +87,11 @@ def _with_vjp(bn: Any, state: Any, inference: bool, x: Any, w: Any, b: Any, dy: 
 
 
 # Derivatives beyond the first (BN-GRAD-4..7), for each mode: why this adapter does not offer them.
-HIGHER_ORDER_GAPS = tuple((mode, "not wired: eqx.nn.BatchNorm is pure JAX, so jax.jvp and nested jax.vjp apply as in flax-linen; this adapter computes first derivatives only (its default run is kept under 60 s)") for mode in DERIVATIVE_MODES)
+_WHY_FIRST_ORDER = (
+    "not wired: eqx.nn.BatchNorm is pure JAX, so jax.jvp and nested jax.vjp apply as in flax-linen; "
+    "this adapter computes first derivatives only (its default run is kept under 60 s)")
+HIGHER_ORDER_GAPS = tuple((mode, _WHY_FIRST_ORDER) for mode in DERIVATIVE_MODES)
+
 
 class EquinoxAdapter:
     """``eqx.nn.BatchNorm(mode="batch")``: batch statistics in training, debiased averages in eval."""

@@ -59,7 +59,11 @@ def _to_numpy(a: Any) -> np.ndarray | None:
 
 
 # Derivatives beyond the first (BN-GRAD-4..7), for each mode: why this adapter does not offer them.
-HIGHER_ORDER_GAPS = tuple((mode, "not wired: hk.BatchNorm is pure JAX, so jax.jvp and nested jax.vjp apply as in flax-linen; this adapter computes first derivatives only (its default run is kept under 60 s)") for mode in DERIVATIVE_MODES)
+_WHY_FIRST_ORDER = (
+    "not wired: hk.BatchNorm is pure JAX, so jax.jvp and nested jax.vjp apply as in flax-linen; this "
+    "adapter computes first derivatives only (its default run is kept under 60 s)")
+HIGHER_ORDER_GAPS = tuple((mode, _WHY_FIRST_ORDER) for mode in DERIVATIVE_MODES)
+
 
 class HaikuAdapter:
     """``hk.BatchNorm(create_scale=False, create_offset=False, decay_rate=1 - alpha)``."""

@@ -69,7 +69,11 @@ def _tensor(a: np.ndarray, grad: bool = False) -> Any:
 
 
 # Derivatives beyond the first (BN-GRAD-4..7), for each mode: why this adapter does not offer them.
-HIGHER_ORDER_GAPS = tuple((mode, "not wired: paddle.grad(create_graph=True) gives double backward and paddle.incubate.autograd forward mode, but this adapter computes first derivatives only") for mode in DERIVATIVE_MODES)
+_WHY_FIRST_ORDER = (
+    "not wired: paddle.grad(create_graph=True) gives double backward and paddle.incubate.autograd "
+    "forward mode, but this adapter computes first derivatives only")
+HIGHER_ORDER_GAPS = tuple((mode, _WHY_FIRST_ORDER) for mode in DERIVATIVE_MODES)
+
 
 class PaddleAdapter:
     """``paddle.nn.BatchNorm{1D,2D,3D}`` with ``data_format`` for the channel axis."""
