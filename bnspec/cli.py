@@ -120,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .conformance.isolation import WorkerAdapter
     from .conformance.junit import write_junit
     from .conformance.render import Progress, render, summary, use_colour
-    from .conformance.results import BACKEND_MODULES, write_json
+    from .conformance.results import BACKEND_MODULES, output_problem, write_json
     from .conformance.runner import stop_on_signals
 
     checks = select(args.check)
@@ -130,6 +130,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.in_process and args.timeout is not None:
         print("bnspec: --timeout needs the worker process; drop --in-process", file=sys.stderr)
         return EXIT_USAGE
+    for option, path in (("--json", args.json), ("--junit", args.junit)):
+        problem = path and output_problem(path)
+        if problem:
+            print(f"bnspec: argument {option}: cannot write {path!r}: {problem}", file=sys.stderr)
+            return EXIT_USAGE
     with stop_on_signals() as stopped:
         try:
             adapter = _open_adapter(args.target, args.in_process, args.timeout)
@@ -212,13 +217,18 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     from .adapters import BUILTIN, unavailable_reason
     from .conformance import DEFAULT_EXAMPLES
     from .conformance.matrix import build
+    from .conformance.results import output_problem
 
     if args.jobs < 1:
         print(f"bnspec matrix: argument --jobs: expected 1 or more, got {args.jobs}", file=sys.stderr)
         return EXIT_USAGE
+    problem = output_problem(args.out, folder=True)
+    if problem:
+        print(f"bnspec matrix: argument --out: cannot write {args.out!r}: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     examples = args.examples if args.examples is not None else DEFAULT_EXAMPLES
     skipped: list[tuple[str, str]] = []
-    targets = list(args.targets)
+    targets = list(dict.fromkeys(args.targets))  # a target named twice is one column
     for target in targets:  # a name that cannot load is a usage error, as for run: say so, write nothing
         problem = _name_problem(target)
         if problem:

@@ -134,3 +134,17 @@ def test_by_group_writes_one_folder_per_group_and_links_the_matrix_to_it(tmp_pat
     assert (tmp_path / "accuracy" / "other" / "accuracy.json").is_file()
     assert "[other](other/accuracy.md)" in (tmp_path / "accuracy" / "accuracy.md").read_text()
     assert accuracy_classes(tmp_path)[seq][1] == "accuracy/other/error-vs-m-float32.png"
+
+
+def test_no_point_goes_past_max_log2_m_and_a_bad_out_is_refused_before_the_sweep(tmp_path, capsys):
+    """--max-log2-m bounds the conditioning sweep too (its m is 4096 or 2^N if smaller); an --out that
+    cannot be a folder is refused naming the option before anything runs; nothing loadable, nothing written."""
+    result = accuracy.sweep(["reference"], budget=30, max_log2_m=3, dtypes=("float64",), progress=False)
+    assert result["m_kappa"] == 8 and max(p["m"] for p in result["points"]) == 8
+    (tmp_path / "afile").write_text("")
+    base = dict(budget=30.0, max_log2_m=3, dtype=["float64"], seed=0, timeout=60.0, no_plots=True)
+    args = argparse.Namespace(targets=["reference"], out=str(tmp_path / "afile" / "acc"), **base)
+    assert accuracy.command(args) == 2
+    assert "argument --out" in capsys.readouterr().err
+    args = argparse.Namespace(targets=["no-such-adapter"], out=str(tmp_path / "none"), **base)
+    assert accuracy.command(args) == 2 and not (tmp_path / "none").exists()

@@ -84,3 +84,30 @@ def test_run_help_states_the_real_default_example_count():
     run = parser()._subparsers._group_actions[0].choices["run"]
     text = next(a.help for a in run._actions if "--examples" in a.option_strings)
     assert f"(default: {DEFAULT_EXAMPLES})" in text
+
+
+def test_an_output_path_that_cannot_be_written_is_refused_before_the_run(tmp_path):
+    """Nothing computed is lost at the end: --json, --junit and matrix --out are checked first (exit 2,
+    naming the option), and a target named twice in a matrix is one column."""
+    (tmp_path / "afile").write_text("")
+    for args in (("run", "reference", "--json", str(tmp_path / "afile" / "r.json")),
+                 ("run", "reference", "--junit", str(tmp_path / "afile" / "r.xml")),
+                 ("matrix", "reference", "--out", str(tmp_path / "afile"))):
+        p = bnspec(*args)
+        assert p.returncode == 2 and "cannot write" in p.stderr and args[2] in p.stderr, p.stderr
+        assert "Traceback" not in p.stderr
+    p = bnspec("matrix", "reference", "reference", "--examples", "2", "--out", str(tmp_path / "m"))
+    assert p.returncode == 0, p.stderr
+    header = next(line for line in (tmp_path / "m" / "conformance.md").read_text().splitlines()
+                  if line.startswith("| check |"))
+    assert header.count("reference") == 1
+
+
+def test_capabilities_refuse_an_unknown_derivative_mode():
+    from bnspec.adapters.contract import Capabilities
+    from bnspec.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="unknown derivative mode 'hessian'"):
+        Capabilities(derivatives=("jvp", "hessian"))
+    with pytest.raises(InvalidArgument, match="max_order=0"):
+        Capabilities(max_order=0)

@@ -19,11 +19,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "accuracy", help="measure adapters' accuracy over m and conditioning: table, JSON and plots",
         description=(
             "Sweep m = 2, 4, ..., 2^MAX_LOG2_M values per channel (two channels) and the conditioning "
-            "|mean|/spread from 1 to the dtype's limit (float32 1e6, float64 1e15, float16 1e2, bfloat16 1e1), "
-            "both layouts, each dtype the adapter claims, and measure y, the running statistics, dx, dgamma and "
+            "|mean|/spread from 1 to the dtype's limit (float32 1e6, float64 1e15, float16 1e2, bfloat16 1e1) at "
+            "m = 4096 (or 2^MAX_LOG2_M if smaller), each layout the adapter takes (channel-first, channel-last, "
+            "rank 2), each dtype the adapter claims, and measure y, the running statistics, dx, dgamma and "
             "dbeta against the reference. Errors are in units of u times each output's natural scale (one "
             "rounding error per reduction); the growth with m is classified as constant, log m, sqrt m or m. "
-            "Bounds: the m sweep stops before the next size when the time spent, doubled, would pass --budget; "
+            "Bounds: the m sweep stops before the next size when the time spent plus 2.2 times the last size's cost "
+            "would pass --budget; "
             "memory grows with m, about 0.5 GB at m = 2^20 (the reference's double-double intermediates), so "
             "m is capped at 2^24. Plots need matplotlib (pip install 'bnspec[plot]'); without it the table and "
             "JSON are written."),
@@ -99,8 +101,13 @@ def expand(targets: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
 def command(args: argparse.Namespace) -> int:
     """Run ``bnspec accuracy``; exit status 0 when a sweep was written, 2 on misuse or when no
     target could be loaded."""
+    from ..conformance.results import output_problem
     from ..errors import BnspecError
 
+    problem = output_problem(args.out, folder=True)
+    if problem:  # said before the sweep, not after it
+        print(f"bnspec accuracy: argument --out: cannot write {args.out!r}: {problem}", file=sys.stderr)
+        return 2
     by_group = getattr(args, "by_group", False)
     targets, skipped = expand(list(args.targets))
     for name, why in skipped:
@@ -117,6 +124,10 @@ def command(args: argparse.Namespace) -> int:
         except BnspecError as exc:
             print(f"bnspec accuracy: {exc}", file=sys.stderr)
             return 2
+        if all("error" in info for info in result["targets"].values()):
+            print(f"bnspec accuracy: nothing to write for {', '.join(members)}: no target could be loaded",
+                  file=sys.stderr)
+            continue
         _write(result, out / name if name else out, members, args)
         merged["groups"][name] = {"targets": members, "largest_m": result["largest_m"], "seconds": result["seconds"]}
         merged["summary"].update(result["summary"])

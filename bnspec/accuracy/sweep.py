@@ -158,7 +158,8 @@ def sweep(targets: list[str], *, budget: float = DEFAULT_BUDGET, max_log2_m: int
     """Run the sweep (module docstring) and return its JSON-able result.
 
     ``budget`` (seconds, for all targets together) bounds the m sweep: a larger m is started only
-    while the time spent so far, doubled for the next size, fits. Raises ``InvalidArgument`` for a
+    while the time spent so far plus 2.2 times the last size's cost fits. The conditioning sweep
+    runs at ``M_KAPPA`` values per channel, or ``2**max_log2_m`` where that is smaller. Raises ``InvalidArgument`` for a
     non-positive budget or a ``max_log2_m`` outside 1..24.
     """
     from ..conformance.isolation import WorkerAdapter, WorkerFault, WorkerLoadError
@@ -172,8 +173,9 @@ def sweep(targets: list[str], *, budget: float = DEFAULT_BUDGET, max_log2_m: int
     start = time.monotonic()
     judge = Judge()
     adapters: dict[str, Any] = {}
+    m_kappa = min(M_KAPPA, 2**max_log2_m)  # never past the m the caller allowed
     result: dict[str, Any] = {"version": 1, "seed": seed, "budget": budget, "max_log2_m": max_log2_m,
-                              "m_kappa": M_KAPPA, "kappa_m": KAPPA_M, "targets": {}, "points": []}
+                              "m_kappa": m_kappa, "kappa_m": KAPPA_M, "targets": {}, "points": []}
     for t in targets:
         try:
             adapters[t] = WorkerAdapter(t, timeout=timeout)
@@ -216,7 +218,7 @@ def sweep(targets: list[str], *, budget: float = DEFAULT_BUDGET, max_log2_m: int
     stopped_at: int | None = None
     try:
         for t, d, lay, kappa in kappa_plan:
-            one(t, d, lay, "kappa", M_KAPPA, kappa)
+            one(t, d, lay, "kappa", m_kappa, kappa)
         last_cost = 0.0
         for e in range(1, max_log2_m + 1):
             if e > 1 and (time.monotonic() - start) + 2.2 * last_cost > budget:

@@ -278,6 +278,21 @@ class Capabilities:
     max_order: int = 1
     derivative_gaps: tuple[tuple[str, str], ...] = ()
 
+    def __post_init__(self) -> None:
+        """Raises ``InvalidArgument`` for a derivative mode outside ``DERIVATIVE_MODES`` (in ``derivatives``
+        or ``derivative_gaps``) or a ``max_order`` below 1: a misspelt mode would silently leave its checks
+        unsupported."""
+        from ..errors import InvalidArgument
+
+        for name, modes in (("derivatives", self.derivatives), ("derivative_gaps", [m for m, _ in self.derivative_gaps])):
+            unknown = [m for m in modes if m not in DERIVATIVE_MODES]
+            if unknown:
+                raise InvalidArgument(f"Capabilities({name}=...): unknown derivative mode {unknown[0]!r}; the modes are "
+                                      f"{', '.join(DERIVATIVE_MODES)}", clause="BN-GRAD-4")
+        if not (isinstance(self.max_order, int) and self.max_order >= 1):
+            raise InvalidArgument(f"Capabilities(max_order={self.max_order!r}): the highest order claimed must be a whole "
+                                  f"number of 1 or more", clause="BN-GRAD-7")
+
     @property
     def profiles(self) -> tuple[str, ...]:
         """The named profiles (``spec/conventions.md``) this adapter declares."""

@@ -253,6 +253,22 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
+def output_problem(path: str | Path, folder: bool = False) -> str | None:
+    """Why ``path`` (a file, or with ``folder`` a directory) cannot be written, or None: checked before a
+    long run so that its result is not lost at the end. Nothing is created."""
+    target = Path(path)
+    if target.exists() and target.is_dir() != folder:
+        return f"{target} is {'a file' if folder else 'a folder'}"
+    for parent in [target, *target.parents] if folder else target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+            if not os.access(parent, os.W_OK | os.X_OK):
+                return f"{parent} is not writable"
+            return None
+    return None
+
+
 def write_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically: a temporary file in the same folder, then a rename.
 
