@@ -1,9 +1,10 @@
 """Derivatives beyond the first (BN-GRAD-4..7) through PyTorch's own transforms, for the ``torch``
 and ``torch-functional`` adapters.
 
-``derivatives(case, f, primals)`` takes the adapter's function ``f(*primals) -> y`` (the module
-through ``torch.func.functional_call``, or ``F.batch_norm``) and answers the case's mode the way
-users compute it:
+``derivatives(case, f, primals, tangents, extra, to_numpy)`` takes the adapter's function
+``f(*primals) -> y`` (the module through ``torch.func.functional_call``, or ``F.batch_norm``) and
+the case's tensors from ``inputs_of(case, as_tensor)``, and answers the case's mode the way users
+compute it:
 
 * ``jvp``: ``torch.func.jvp`` nested ``order`` times (``jacfwd(jacfwd)``, forward over forward);
 * ``vjp-nested``: reverse mode only, ``torch.autograd.grad(..., create_graph=True)``; each order
