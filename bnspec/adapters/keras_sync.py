@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AdapterUnavailable
-from .contract import Case, Outcome, ReplicaState
+from .contract import DERIVATIVE_MODES, Case, Outcome, ReplicaState
 from .keras import KerasTensorflowAdapter
 
 REPLICAS = (2, 3)
@@ -81,6 +81,11 @@ class KerasSyncAdapter(KerasTensorflowAdapter):
                "unsharded cases on one replica; otherwise as keras-tensorflow"),
         known_deviations=tuple(d for d in KerasTensorflowAdapter.capabilities.known_deviations
                                if d[0] not in dict(_SYNC_DEVIATIONS)) + _SYNC_DEVIATIONS,
+        # The replicas run first-order gradients only; the eager twin's higher-order finding (KH1) does not apply.
+        findings=tuple(f for f in KerasTensorflowAdapter.capabilities.findings if f.id != "KH1"),
+        derivatives=(), max_order=1,
+        derivative_gaps=tuple((mode, "the synchronized adapter runs first-order gradients over the replicas only")
+                              for mode in DERIVATIVE_MODES),
     )
 
     @classmethod
