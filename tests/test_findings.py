@@ -52,3 +52,23 @@ def test_older_declarations_count_by_the_finding_id_their_reason_starts_with():
 
     assert finding_id("T5: the CPU kernels round") == "T5" and finding_id("GJ1: replays") == "GJ1"
     assert finding_id("PyTorch does not validate momentum") == "" and finding_id("Known: x") == ""
+
+
+def test_a_missing_output_is_never_explained_by_a_declared_finding():
+    """An adapter that claims a mode and returns no value for it broke the contract: a finding whose
+    clauses cover the check must not turn that into a known deviation (keras-sync once did)."""
+    from bnspec import Finding
+    from bnspec.adapters.contract import DERIVATIVE_MODES, Capabilities, Outcome
+    from bnspec.conformance import run
+
+    from .impls.numpy_impls import NumpyBatchNorm
+
+    class NoHigherOutputs(NumpyBatchNorm):
+        capabilities = Capabilities(channel_axes=(1, -1), derivatives=DERIVATIVE_MODES, max_order=3, findings=(
+            Finding(id="Z1", summary="declared for the higher orders", clauses=("BN-GRAD-4", "BN-PREC-8")),))
+
+        def run(self, case):
+            return Outcome() if case.derivative is not None else super().run(case)
+
+    result = {r.name: r for r in run(NoHigherOutputs(), examples=2, pattern="jvp-train").results}["jvp-train"]
+    assert result.status == "fail" and "y_dot is missing (None)" in result.message, (result.status, result.message)

@@ -65,8 +65,8 @@ def compare(name: str, got: Any, want: np.ndarray, tol: np.ndarray, mask: np.nda
     """
     want = np.asarray(want, dtype=np.float64)
     arr, why = as_float64(got, name, want.shape)
-    if arr is None:
-        return fail(why)
+    if arr is None:  # the adapter broke the contract: no declared finding may explain it
+        return fail(why, output=name, malformed=True)
     considered = np.isfinite(want)
     if mask is not None:
         considered &= mask

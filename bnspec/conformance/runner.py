@@ -113,7 +113,7 @@ def run_check(adapter: Adapter, check: Check, examples: int, run_seed: int, targ
         if v.ok and v.message and v.message not in said:
             said.append(v.message)
         worst = Verdict(worst.ok, max(worst.budget, v.budget if v.ok else 0.0))
-        if not v.ok and v.judged:
+        if not v.ok and v.judged and not v.worst.get("malformed"):
             finding = caps.finding_for(governing(check, v.worst.get("output")), v.worst.get("output"))
             if finding is not None:  # known: keep looking for a departure it does not explain
                 explained = explained or (subject, v, finding)
