@@ -179,7 +179,11 @@ class _KerasAdapter:
         if case.derivative is not None:  # BN-GRAD-4..7
             return self.higher(self.function(layer, case), case)
         y, grads = self.forward(layer, self.to_tensor(case.x), case)
-        numpy = keras.ops.convert_to_numpy
+        return self.outcome(layer, y, grads)
+
+    def outcome(self, layer: Any, y: Any, grads: tuple[Any, Any, Any] | None) -> Outcome:
+        """The step's results as NumPy: y, the layer's moving statistics after it, and (dx, dgamma, dbeta)."""
+        numpy = self.keras.ops.convert_to_numpy
         out = Outcome(y=numpy(y), running_mean=numpy(layer.moving_mean), running_var=numpy(layer.moving_variance))
         if grads is not None:
             dx, dgamma, dbeta = grads

@@ -100,7 +100,6 @@ class _KerasCompiled:
         raise NotImplementedError
 
     def run(self, case: Case) -> Outcome:
-        keras = self.keras  # type: ignore[attr-defined]
         layer, step = self._cached_layer(case)
         for var, value in ((layer.gamma, case.weight), (layer.beta, case.bias),
                            (layer.moving_mean, case.running_mean), (layer.moving_variance, case.running_var)):
@@ -108,14 +107,7 @@ class _KerasCompiled:
                 var.assign(self.to_tensor(value))  # type: ignore[attr-defined]
         dy = self.to_tensor(case.grad_output) if case.grad_output is not None else None  # type: ignore[attr-defined]
         y, grads = step(self.to_tensor(case.x), dy)  # type: ignore[attr-defined]
-        numpy = keras.ops.convert_to_numpy
-        out = Outcome(y=numpy(y), running_mean=numpy(layer.moving_mean), running_var=numpy(layer.moving_variance))
-        if grads is not None:
-            dx, dgamma, dbeta = grads
-            out.grad_input = numpy(dx)
-            out.grad_weight = numpy(dgamma) if dgamma is not None else None
-            out.grad_bias = numpy(dbeta) if dbeta is not None else None
-        return out
+        return self.outcome(layer, y, grads)  # type: ignore[attr-defined]
 
 
 class KerasJaxJitAdapter(_KerasCompiled, KerasJaxAdapter):
